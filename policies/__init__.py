@@ -1,0 +1,1 @@
+"""Planners and baseline policies (installed as kinemask_ros.policies)."""
