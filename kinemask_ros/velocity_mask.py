@@ -127,7 +127,9 @@ def encode_driver_mask(pusher_px: np.ndarray, radius_px: float, height: int, wid
         raise ValueError(f"radius_px must be > 0, got {radius_px!r}")
     vv, uu = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     d2 = (uu[None] - p[:, 0, None, None]) ** 2 + (vv[None] - p[:, 1, None, None]) ** 2
-    r = max(radius_px, 0.5)  # always cover the pixel the centre falls in
+    # Always cover the pixel the centre falls in: that pixel's centre is at most sqrt(1/2) px
+    # away (centre on a pixel corner), so a smaller radius could leave the mask empty.
+    r = max(float(radius_px), math.sqrt(0.5))
     out = (d2 <= r * r).astype(np.float32)
     out[~np.all(np.isfinite(p), axis=1)] = 0.0
     return out[:, None]

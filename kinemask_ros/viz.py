@@ -52,7 +52,9 @@ def save_gif(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: float
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, [np.asarray(f, np.uint8) for f in frames], duration=1.0 / fps, loop=0)
+    # imageio >= 2.28 (pillow plugin) takes the GIF frame duration in milliseconds; seconds here
+    # gave 0 ms frames that viewers play at their own default speed.
+    imageio.mimsave(path, [np.asarray(f, np.uint8) for f in frames], duration=1000.0 / fps, loop=0)
     return path
 
 

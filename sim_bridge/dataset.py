@@ -64,6 +64,11 @@ class GeneratorConfig:
             raise ValueError("GeneratorConfig.collision_fraction > 0 needs scene.max_objects >= 2")
         if not isinstance(self.max_tries, int) or self.max_tries < 1:
             raise ValueError(f"GeneratorConfig.max_tries must be an int >= 1, got {self.max_tries!r}")
+        if self.seed < EVAL_SEED_OFFSET < self.seed + self.num_episodes:
+            raise ValueError(
+                f"GeneratorConfig.seed + num_episodes must not cross EVAL_SEED_OFFSET={EVAL_SEED_OFFSET} "
+                f"(seeds {self.seed}..{self.seed + self.num_episodes - 1} would mix training and held-out episodes)"
+            )
 
     @property
     def num_shards(self) -> int:
@@ -282,11 +287,15 @@ def _prepare_dir(cfg: GeneratorConfig, out: Path, log) -> dict:
         if manifest.get("format") != FORMAT:
             raise DatasetError(f"{manifest_path} is not a kinemask_ros dataset manifest (format={manifest.get('format')!r})")
         old = manifest["config"]
-        new = cfg.to_dict()
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "num_episodes")
+        # Compare in JSON form: the manifest stores lists where the dataclasses hold tuples.
+        new = json.loads(json.dumps(cfg.to_dict()))
+        diff = [k for k in _config_diff(old, new) if k != "num_episodes"]
         if diff or old.get("num_episodes", 0) > cfg.num_episodes:
+            detail = ", ".join(
+                f"{k}: {_lookup(old, k)!r} in the manifest, {_lookup(new, k)!r} asked" for k in diff
+            ) or f"num_episodes: {old.get('num_episodes')} in the manifest, fewer ({cfg.num_episodes}) asked"
             raise DatasetError(
-                f"{out} holds a dataset made with another configuration (differs in: {', '.join(diff) or 'num_episodes (fewer asked)'}); "
+                f"{out} holds a dataset made with another configuration (differs in {detail}); "
                 "use a new directory, or rerun with the same settings to resume"
             )
         manifest["config"] = new
@@ -305,7 +314,33 @@ def _prepare_dir(cfg: GeneratorConfig, out: Path, log) -> dict:
     for s in manifest["shards"]:
         if not (out / s["file"]).exists():
             raise DatasetError(f"{out / s['file']} is listed in the manifest but missing; delete the manifest entry or the directory")
+    # A run with more episodes than the last one: a last shard that was cut short by the old
+    # episode count holds fewer seeds than its range now asks for; regenerate it whole.
+    for s in list(manifest["shards"]):
+        start, stop = cfg.shard_range(s["index"])
+        if s["seed_start"] != start or s["count"] != stop - start:
+            log(f"shard {s['file']} holds {s['count']} episodes but now needs {stop - start}; it is regenerated")
+            manifest["shards"].remove(s)
+            (out / s["file"]).unlink()
     return manifest
+
+
+def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two (nested) config dicts."""
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _lookup(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def _write_manifest(out: Path, manifest: dict) -> None:
@@ -320,6 +355,9 @@ def generate(cfg: GeneratorConfig, out_dir: str | Path, workers: int = 1, progre
 
     out = Path(out_dir)
     manifest = _prepare_dir(cfg, out, log)
+    # Write the manifest before the first shard: a run interrupted during its first shard then
+    # leaves a directory that is recognisably ours and can be resumed.
+    _write_manifest(out, manifest)
     done = {s["index"] for s in manifest["shards"]}
     todo = [i for i in range(cfg.num_shards) if i not in done]
     remaining = sum(cfg.shard_range(i)[1] - cfg.shard_range(i)[0] for i in todo)
