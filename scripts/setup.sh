@@ -156,7 +156,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # ---------------------------------------------------------------- 3. Python dependencies
 if [ "$FORCE" = 1 ] || [ "$(stamp_value deps)" != "$DEPS_HASH" ]; then
-  say "installing Python dependencies (first time: a few minutes; torch is large)"
+  say "installing Python dependencies (a few minutes on a fresh venv: torch is large)"
   t=$SECONDS
   run_logged pip-requirements "$VPY" -m pip install -r requirements.txt -c constraints.txt
   run_logged pip-project "$VPY" -m pip install --no-deps -e .
@@ -203,7 +203,8 @@ for f in glob.glob(os.path.join(venv, "share", "*", "cmake", "export_*__rosidl_g
     if t != s:
         open(f, "w").write(t)
         n += 1
-print(f"patched {n} CMake export file(s)")
+if n:
+    print(f"[setup] pointed {n} rosidl_generator_py CMake export(s) at this Python/numpy")
 EOF
   # Remove what a previous build installed (interfaces may have been renamed or deleted).
   if [ -f "$IFACE_MANIFEST" ]; then
