@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_common import machine  # noqa: E402
 from kinemask_ros.metrics import centroids_from_masks, direction_correct, mask_iou, motion_fidelity, psnr, ssim
 from kinemask_ros.push import PushStroke
 from kinemask_ros.sim_bridge.dataset import COLOR_NAMES, EVAL_SEED_OFFSET, GeneratorConfig, generate, load_dataset, load_manifest
@@ -29,13 +30,6 @@ from kinemask_ros.sim_bridge.scene import SHAPES, ObjectSpec, SceneConfig, Table
 from kinemask_ros.world_model.pipeline import KineMaskPipeline
 
 HIT_MIN_MOVE_PX = 1.0
-
-
-def machine() -> str:
-    import os
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
 
 
 def ensure_eval_data(path: Path, episodes: int) -> dict:
