@@ -24,6 +24,7 @@ import kinemask_ros  # noqa: F401  (registers the envs)
 from kinemask_ros.planning import PlannerConfig, PushPlanner
 from kinemask_ros.policies.baselines import HeuristicPolicy, RandomPolicy, SimulatorDynamics
 from kinemask_ros.policies.mpc import MPCController
+from kinemask_ros.envs.scenarios import blocked_scene_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmarks_common import machine  # noqa: E402
@@ -49,35 +50,6 @@ def blocked(env) -> bool:
         if np.linalg.norm(a + w * ab - q[:2]) < s.bounding_radius + specs[t].bounding_radius:
             return True
     return False
-
-
-def blocked_options(env, seed: int) -> dict | None:
-    """Reset options that put another object in the middle of the target's straight path to a far goal."""
-    env.reset(seed=seed)
-    u = env.unwrapped
-    st = u.get_state()
-    poses = np.asarray(st["poses"], float)
-    if len(poses) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    t = u.target - 1
-    j = (t + 1) % len(poses)
-    lim = u.config.scene.placement_half_extent
-    for _ in range(50):
-        th = rng.uniform(-np.pi, np.pi)
-        d = np.array([np.cos(th), np.sin(th)])
-        goal = poses[t, :2] + 0.13 * d
-        mid = poses[t, :2] + 0.065 * d
-        if np.any(np.abs(goal) > lim) or np.any(np.abs(mid) > lim):
-            continue
-        new = poses.copy()
-        new[j, :2] = mid
-        ok = all(np.linalg.norm(new[i, :2] - new[k, :2]) > u.objects[i].bounding_radius + u.objects[k].bounding_radius + 0.005
-                 for i in range(len(new)) for k in range(i + 1, len(new)))
-        ok = ok and all(np.linalg.norm(goal - new[i, :2]) > u.objects[i].bounding_radius + 0.01 for i in range(len(new)) if i != t)
-        if ok:
-            return {"objects": st["objects"], "poses": new.tolist(), "target": u.target, "goal": goal.tolist()}
-    return None
 
 
 def run_episode(env, seed: int, method: str, planner: PushPlanner, max_pushes: int, rng_seed: int, options: dict | None = None) -> dict:
@@ -134,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[int, dict | None] = {}
     blocked_seeds = set()
     for i, s in enumerate(seeds):
-        options[s] = blocked_options(env, s) if i < round(a.blocked_fraction * len(seeds)) else None
+        options[s] = blocked_scene_options(env, s) if i < round(a.blocked_fraction * len(seeds)) else None
         env.reset(seed=s, options=options[s])
         if blocked(env):
             blocked_seeds.add(s)

@@ -4,7 +4,7 @@ Terms (all in metres on the table, converted from pixels with the camera scale):
     goal_distance  final distance of the target's centre to the goal;
     disturbance    summed final displacement of every other object;
     workspace      how far objects end outside the workspace (image minus a margin);
-    uncertainty    spread of the target's final position across stochastic samples;
+    disagreement   spread of the target's final position across stochastic samples;
     effort         stroke length.
 Goals: a pixel or table point, a region (boolean mask: distance to its nearest pixel), or a goal
 image's instance mask (the target's centroid in it).
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TERM_NAMES = ("goal_distance", "disturbance", "workspace", "uncertainty", "effort")
+TERM_NAMES = ("goal_distance", "disturbance", "workspace", "disagreement", "effort")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ScoreConfig:
     """Weights of the cost terms and the workspace margin."""
 
     weights: dict = field(default_factory=lambda: {"goal_distance": 1.0, "disturbance": 1.0, "workspace": 2.0,
-                                                   "uncertainty": 0.2, "effort": 0.02})
+                                                   "disagreement": 0.2, "effort": 0.02})
     workspace_margin_px: float = 1.0
 
     def __post_init__(self) -> None:
@@ -143,7 +143,7 @@ def score_tracks(tracks: np.ndarray, target_id: int, goal: Goal, metres_per_px: 
     out_u = np.maximum(0, m - fm[..., 0]) + np.maximum(0, fm[..., 0] - (W - m))
     out_v = np.maximum(0, m - fm[..., 1]) + np.maximum(0, fm[..., 1] - (H - m))
     terms["workspace"] = np.where(pres, out_u + out_v, 0.0).sum(1) * metres_per_px
-    terms["uncertainty"] = (np.sqrt(((tgt - tgt.mean(1, keepdims=True)) ** 2).sum(-1).mean(1)) if S > 1 else np.zeros(N)) * metres_per_px
+    terms["disagreement"] = (np.sqrt(((tgt - tgt.mean(1, keepdims=True)) ** 2).sum(-1).mean(1)) if S > 1 else np.zeros(N)) * metres_per_px
     terms["effort"] = np.zeros(N) if stroke_lengths is None else np.asarray(stroke_lengths, float)
     total = sum(cfg.weights.get(k, 0.0) * v for k, v in terms.items())
     valid = np.isfinite(total)
