@@ -75,7 +75,7 @@ class ObjectCentricActions:
         rows, cols = np.nonzero(m == target_id)
         self._pixels_xy = camera.unproject_table(np.stack([cols + 0.5, rows + 0.5], 1), z)  # table coords of target pixels
         self.center = camera.unproject_table(mask_centroid(m == target_id), z)
-        self._half_px = 0.5 / camera.pixels_per_metre(z)
+        self._half_px = math.sqrt(0.5) / camera.pixels_per_metre(z)  # half a pixel diagonal: pixels are squares
 
     def support(self, direction: np.ndarray) -> float:
         """Half-extent [m] of the target's footprint along unit ``direction`` (from its pixels)."""

@@ -83,8 +83,8 @@ class Goal:
             return np.linalg.norm(p - self.point_px, axis=-1)
         rows, cols = np.nonzero(self.region)
         c = np.stack([cols + 0.5, rows + 0.5], 1)
-        d = np.sqrt(((p[..., None, :] - c) ** 2).sum(-1)).min(-1) - 0.5
-        return np.maximum(d, 0.0)
+        gap = np.maximum(np.abs(p[..., None, :] - c) - 0.5, 0.0)  # distance to each pixel's square
+        return np.sqrt((gap**2).sum(-1)).min(-1)
 
 
 @dataclass

@@ -100,10 +100,10 @@ class KineMaskPipeline:
         _check_dir(cfg_path, "config")
         config = WorldModelConfig.load(cfg_path)
         _check_dir(root / "track", "track model")
-        track = TrackDenoiser.from_pretrained(root / "track")
+        track = TrackDenoiser.from_pretrained(root / "track", low_cpu_mem_usage=False)
         video = None
         if load_video and (root / "video").exists():
-            video = VideoDenoiser.from_pretrained(root / "video")
+            video = VideoDenoiser.from_pretrained(root / "video", low_cpu_mem_usage=False)
         return cls(config, track, video).to(device)
 
     # ------------------------------------------------------------------ inputs
