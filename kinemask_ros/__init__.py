@@ -11,6 +11,8 @@ def _register_envs() -> None:
         return
     if "KineMaskPush-v0" not in registry:
         register(id="KineMaskPush-v0", entry_point="kinemask_ros.envs.push_env:KineMaskPushEnv", max_episode_steps=8)
+    if "KineMaskImagined-v0" not in registry:
+        register(id="KineMaskImagined-v0", entry_point="kinemask_ros.envs.imagined_env:KineMaskImaginedEnv", max_episode_steps=8)
 
 
 _register_envs()

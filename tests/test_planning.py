@@ -224,3 +224,31 @@ def test_demo_writes_report(tmp_path):
     assert (tmp_path / "demo" / "push_1" / "candidates.png").stat().st_size > 1000
     assert "imagined pushes vs reality" in (tmp_path / "demo" / "report.html").read_text()
     assert main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "d2")]) == 2
+
+
+def test_imagined_env_checker_determinism_and_pickle(tmp_path):
+    import pickle
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+    from test_world_model import tiny_checkpoint
+
+    ck = str(tiny_checkpoint(tmp_path / "ck", video=False))
+    env = gym.make("KineMaskImagined-v0", checkpoint=ck, num_inference_steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+    a = np.array([0.1, -0.2, 0.3, 0.5, 0.0], np.float32)
+    o1, _ = env.reset(seed=5)
+    r1 = env.step(a)
+    clone = pickle.loads(pickle.dumps(env.unwrapped))
+    env2 = gym.make("KineMaskImagined-v0", checkpoint=ck, num_inference_steps=2)
+    env2.reset(seed=5)
+    r2 = env2.step(a)
+    np.testing.assert_array_equal(r1[0]["image"], r2[0]["image"])
+    assert r1[1] == r2[1] and set(r1[4]) >= {"goal_distance", "disturbance", "description", "is_success"}
+    np.testing.assert_array_equal(clone.step(a)[0]["object_states"], env.unwrapped.step(a)[0]["object_states"])
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        gym.make("KineMaskImagined-v0", checkpoint=ck, num_inference_steps=0)
+    env.close()
+    env2.close()
