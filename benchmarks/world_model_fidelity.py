@@ -91,9 +91,14 @@ def model_tracks(pipe: KineMaskPipeline, d: dict, samples: int, steps: int, batc
     K, T = pipe.config.max_objects, pipe.config.num_frames
     g = torch.Generator().manual_seed(seed)
     means, alls = [], []
+    enc = None
+    if pipe.config.text_dim:
+        from kinemask_ros.world_model.text_encoder import TextEncoder
+
+        enc = TextEncoder()
     for s in range(0, N, batch):
         sl = slice(s, min(N, s + batch))
-        inputs = episode_inputs(d, sl, K, T)
+        inputs = episode_inputs(d, sl, K, T, enc)
         out = pipe(**inputs, num_samples=samples, num_inference_steps=steps, generator=g)
         tr = out.tracks.numpy().transpose(0, 1, 3, 2, 4)  # (B, S, T, K, 2)
         alls.append(tr)
@@ -101,15 +106,27 @@ def model_tracks(pipe: KineMaskPipeline, d: dict, samples: int, steps: int, batc
     return np.concatenate(means), np.concatenate(alls)
 
 
-def episode_inputs(d: dict, sl, K: int, T: int) -> dict:
-    """Dataset arrays -> pipeline inputs (true first frame, masks, frame-0 velocity, driver)."""
+def episode_inputs(d: dict, sl, K: int, T: int, text_encoder=None) -> dict:
+    """Dataset arrays -> pipeline inputs (true first frame, masks, frame-0 velocity, driver, and the
+    rule-predicted description when ``text_encoder`` is given: the text is never the true one)."""
     frames = torch.from_numpy(d["frames"][sl, 0]).permute(0, 3, 1, 2).float() / 255
     mask = torch.from_numpy(d["masks"][sl, 0].astype(np.int64))
     vel = torch.zeros(frames.shape[0], K, 2)
     k = d["velocities_px"].shape[2]
     vel[:, :k] = torch.from_numpy(d["velocities_px"][sl, 0])
     drv = torch.from_numpy(d["driver"][sl, :T]).float()[:, :, None]
-    return {"image": frames, "instance_mask": mask, "velocities": vel, "driver": drv}
+    out = {"image": frames, "instance_mask": mask, "velocities": vel, "driver": drv}
+    if text_encoder is not None:
+        from kinemask_ros.text import object_names, predict_description
+
+        idx = np.arange(len(d["seeds"]))[sl]
+        texts = []
+        for n in idx:
+            p = int(d["pushed_id"][n])
+            names = object_names(d["frames"][n, 0], d["masks"][n, 0])
+            texts.append(predict_description(d["masks"][n, 0], p, d["velocities_px"][n, 0, p - 1] if p else np.zeros(2), names))
+        out["text"] = torch.from_numpy(text_encoder.encode(texts))
+    return out
 
 
 # ----------------------------------------------------------------------------- scoring

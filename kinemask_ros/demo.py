@@ -145,6 +145,7 @@ def run(args) -> dict:
         dyn = WorldModelDynamics(pipe, planner.contact, image, seg.instance_ids)
         inp = dyn.inputs([plan.strokes[i] for i in top])
         inp.pop("_targets")
+        inp.pop("_texts", None)
         t_vid = time.perf_counter()
         video = pipe(**inp, num_samples=1, return_video=pipe.video_model is not None, generator=torch.Generator().manual_seed(args.seed))
         t_vid = time.perf_counter() - t_vid

@@ -111,7 +111,8 @@ class WorldModelDynamics:
     """Strokes -> imagined tracks with the world-model pipeline (batched, one call per planner iteration)."""
 
     def __init__(self, pipeline, contact: ContactModel, image: np.ndarray, instance_mask: np.ndarray,
-                 num_samples: int = 2, num_inference_steps: int = 8, generator: torch.Generator | None = None):
+                 num_samples: int = 2, num_inference_steps: int = 8, generator: torch.Generator | None = None,
+                 text_encoder=None):
         cfg = pipeline.config
         img = np.asarray(image)
         if img.shape != (cfg.height, cfg.width, 3) or img.dtype != np.uint8:
@@ -125,6 +126,15 @@ class WorldModelDynamics:
         self.mask = torch.from_numpy(m.astype(np.int64))[None]
         self.num_samples, self.steps = num_samples, num_inference_steps
         self.generator = generator
+        self.text_encoder = text_encoder
+        if cfg.text_dim and text_encoder is None:
+            from kinemask_ros.world_model.text_encoder import TextEncoder
+
+            self.text_encoder = TextEncoder()
+        if cfg.text_dim:
+            from kinemask_ros.text import object_names
+
+            self.names = object_names(img, m)
 
     def inputs(self, strokes: list[PushStroke]) -> dict[str, torch.Tensor]:
         cfg = self.pipeline.config
@@ -136,12 +146,21 @@ class WorldModelDynamics:
             vel[i], pred = self.contact.velocities(self.mask_np, s, cfg.max_objects)
             tids[i] = pred.target_id
             drv[i] = self.contact.driver_mask(s, cfg.height, cfg.width)
-        return {"image": self.image.expand(n, -1, -1, -1), "instance_mask": self.mask.expand(n, -1, -1),
-                "velocities": torch.from_numpy(vel), "driver": torch.from_numpy(drv), "_targets": tids}
+        out = {"image": self.image.expand(n, -1, -1, -1), "instance_mask": self.mask.expand(n, -1, -1),
+               "velocities": torch.from_numpy(vel), "driver": torch.from_numpy(drv), "_targets": tids}
+        if cfg.text_dim:
+            from kinemask_ros.text import predict_description
+
+            texts = [predict_description(self.mask_np, int(t), vel[i, t - 1] if t else np.zeros(2), self.names)
+                     for i, t in enumerate(tids)]
+            out["text"] = torch.from_numpy(self.text_encoder.encode(texts))
+            out["_texts"] = texts
+        return out
 
     def __call__(self, strokes: list[PushStroke]) -> Imagined:
         inp = self.inputs(strokes)
         tids = inp.pop("_targets")
+        inp.pop("_texts", None)
         out = self.pipeline(**inp, num_samples=self.num_samples, num_inference_steps=self.steps, generator=self.generator)
         return Imagined(out.tracks.cpu().numpy(), tids, out.present.cpu().numpy())
 

@@ -106,6 +106,20 @@ class EpisodeTensors:
         self.config = config
         self.n = len(data["frames"])
         self.texts = [m["text"] for m in data.get("meta", [])] or None
+        self.text_emb: np.ndarray | None = None  # (N, text_dim) when the model is text-conditioned
+
+    def attach_text_embeddings(self, encoder, cache: str | Path | None = None) -> None:
+        """Embed every episode's description once (cached to ``cache`` as .npy)."""
+        if self.texts is None:
+            raise ValueError("the dataset has no descriptions (meta) to embed")
+        if cache is not None and Path(cache).exists():
+            emb = np.load(cache)
+            if emb.shape[0] == self.n:
+                self.text_emb = emb
+                return
+        self.text_emb = encoder.encode(self.texts).astype(np.float32)
+        if cache is not None:
+            np.save(cache, self.text_emb)
 
     @classmethod
     def from_dir(cls, root: str | Path, config: WorldModelConfig, max_episodes: int | None = None) -> "EpisodeTensors":
@@ -159,6 +173,8 @@ class EpisodeTensors:
             out["present"].append(present)
             out["collided"].append(float(d["collided"][i]))
         b = {k: torch.from_numpy(np.stack(v)) for k, v in out.items() if v}
+        if self.text_emb is not None:
+            b["text"] = torch.from_numpy(self.text_emb[np.asarray(index)])
         b["image"] = b["image"].float() / 127.5 - 1
         if with_video:
             b["frames"] = b["frames"].float() / 127.5 - 1

@@ -192,7 +192,7 @@ def train_track(tc: TrainConfig, mc: WorldModelConfig, data: EpisodeTensors, dev
     while run.step < tc.track_steps:
         b = data.batch(run.rng.integers(data.n, size=tc.track_batch), run.rng, aug, with_video=False)
         b = {k: v.to(device) for k, v in b.items()}
-        cond = model.encode(b["image"], b["cond_slot_masks"], b["velocity0"], b["driver"][:, :, 0])
+        cond = model.encode(b["image"], b["cond_slot_masks"], b["velocity0"], b["driver"][:, :, 0], b.get("text"))
         x_s, t, target = flow_match_pair(b["tracks"] / mc.track_scale, run.gen)
         pred = model(x_s, t, cond)
         w = b["present"][:, :, None, None]
@@ -240,7 +240,7 @@ def train_video(tc: TrainConfig, mc: WorldModelConfig, data: EpisodeTensors, dev
             vel = torch.stack([stage2_dropout(vel[i], int(k)) for i, k in enumerate(ks)])
         cond = video_condition(b["image"], b["cond_slot_masks"], vel, drv, Tv)
         x_s, t, target = flow_match_pair(x0, run.gen)
-        pred = model(x_s, t, cond)
+        pred = model(x_s, t, cond, b.get("text"))
         w = 1.0 + (tc.contact_weight - 1.0) * b["moving"][:, ::mc.video_frame_stride][:, None]
         loss = ((pred - target) ** 2 * w).mean() / w.mean()
         run.update(loss)
@@ -270,6 +270,12 @@ def train(tc: TrainConfig, mc: WorldModelConfig) -> Path:
     device = resolve_device(tc.device)
     torch.manual_seed(tc.seed)
     data = EpisodeTensors.from_dir(tc.data, mc, max_episodes=tc.max_episodes)
+    if mc.text_dim:
+        from kinemask_ros.world_model.text_encoder import TEXT_DIM, TextEncoder
+
+        if mc.text_dim != TEXT_DIM:
+            raise ValueError(f"text_dim must be {TEXT_DIM} (all-MiniLM-L6-v2) or 0, got {mc.text_dim}")
+        data.attach_text_embeddings(TextEncoder(), out / "text_embeddings.npy")
     print(f"training on {data.n} episodes from {tc.data} on {device}", flush=True)
     if tc.what in ("track", "all") and tc.track_steps:
         train_track(tc, mc, data, device)
@@ -299,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--morph-prob", type=float, default=d.morph_prob, help="Mask2IV random dilate/erode probability")
     p.add_argument("--no-dihedral", action="store_true", help="no flip/rotate augmentation")
     p.add_argument("--conditioning", default=m.conditioning, choices=CONDITIONING_MODES)
+    p.add_argument("--text", action="store_true", help="condition on the episode descriptions (all-MiniLM-L6-v2 embeddings)")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                          video_stage2_steps=a.video_stage2_steps, track_batch=a.track_batch, video_batch=a.video_batch,
                          contact_weight=a.contact_weight, morph_prob=a.morph_prob, dihedral=not a.no_dihedral,
                          ckpt_every=a.ckpt_every, max_episodes=a.max_episodes, seed=a.seed, device=a.device)
-        mc = replace(m, conditioning=a.conditioning)
+        mc = replace(m, conditioning=a.conditioning, text_dim=384 if a.text else 0)
         out = train(tc, mc)
     except (ValueError, FileNotFoundError) as e:
         print(f"kinemask-train: error: {e}", file=sys.stderr)
