@@ -103,9 +103,10 @@ class ContactModel:
         centres = np.stack([cols + 0.5, rows + 0.5], 1)
         # nearest object pixel within the pusher radius (pixel half-diagonal added: pixels are squares)
         reach = self.radius_px + 0.5
+        ignored = np.zeros(len(centres), bool)  # objects the pusher touches while moving away from them
         for p in pts:
             d2 = ((centres - p) ** 2).sum(1)
-            hit = np.nonzero(d2 <= reach * reach)[0]
+            hit = np.nonzero((d2 <= reach * reach) & ~ignored)[0]
             if hit.size:
                 j = hit[np.argmin(d2[hit])]
                 oid = int(m[rows[j], cols[j]])
@@ -117,8 +118,9 @@ class ContactModel:
                 n = n / np.linalg.norm(n)
                 u = self._pusher_velocity_px(stroke, contact)
                 un = float(u @ n)
-                if un <= 0:  # grazing contact that moves away from the object: treat as touching without pushing
-                    return ContactPrediction(oid, contact, n, np.zeros(2, np.float32), False)
+                if un <= 0:  # grazing contact that moves away from the object: it is not pushed
+                    ignored |= m[rows, cols] == oid
+                    continue
                 t_vec = u - un * n
                 ut = float(np.linalg.norm(t_vec))
                 sticking = ut <= cfg.friction_coefficient * un

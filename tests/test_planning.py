@@ -252,3 +252,45 @@ def test_imagined_env_checker_determinism_and_pickle(tmp_path):
         gym.make("KineMaskImagined-v0", checkpoint=ck, num_inference_steps=0)
     env.close()
     env2.close()
+
+
+def test_predict_description_and_names():
+    from kinemask_ros.text import canonical_text, object_names, predict_description
+
+    scene = one_box_scene()  # red box at the centre, blue cylinder up-right of it
+    img, ids = scene.render()
+    names = object_names(img, ids)
+    assert names == {1: "red object", 2: "blue object"}
+    c1, c2 = [np.argwhere(ids == i).mean(0)[::-1] for i in (1, 2)]
+    towards = (c2 - c1) / np.linalg.norm(c2 - c1) * 2.0
+    hit = predict_description(ids, 1, towards, names)
+    assert hit.startswith("the red object slides forward-right and hits the blue object"), hit
+    away = predict_description(ids, 1, -towards, names)
+    assert "hits" not in away and "back-left" in away
+    assert "misses" in predict_description(ids, 0, np.zeros(2), names)
+    assert canonical_text("the red box hits the blue cylinder") == "the red object hits the blue object"
+    scene.close()
+
+
+def test_text_conditioned_world_model_in_planner(tmp_path):
+    from dataclasses import replace
+
+    from test_world_model import TINY, tiny_checkpoint
+
+    from kinemask_ros.world_model.networks import TrackDenoiser
+
+    cfg = replace(TINY, text_dim=384)
+    ck = tiny_checkpoint(tmp_path / "ck", cfg, video=False)
+    TrackDenoiser(conditioning=cfg.conditioning, text_dim=384, dim=cfg.track_dim, layers=cfg.track_layers).save_pretrained(ck / "track")
+    planner = PushPlanner.from_pretrained(ck, config=PlannerConfig(method="random"))
+    env = gym.make("KineMaskPush-v0")
+    obs, _ = env.reset(seed=1)
+    from kinemask_ros.planning import WorldModelDynamics
+
+    dyn = WorldModelDynamics(planner.pipeline, planner.contact, obs["image"], obs["instance_mask"])
+    strokes = ObjectCentricActions(obs["instance_mask"], int(obs["target"]), CAM).to_strokes(np.zeros((3, 4)))
+    inp = dyn.inputs(strokes)
+    assert inp["text"].shape == (3, 384) and all(t.startswith("the ") and "object" in t for t in inp["_texts"])
+    im = dyn(strokes)
+    assert np.isfinite(im.tracks[:, :, int(obs["target"]) - 1]).all()
+    env.close()
