@@ -40,6 +40,7 @@ setup(
     entry_points={
         "console_scripts": [
             "kinemask-generate = kinemask_ros.sim_bridge.dataset:main",
+            "kinemask-export-onnx = kinemask_ros.world_model.onnx_backend:main",
         ],
     },
 )
