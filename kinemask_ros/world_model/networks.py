@@ -80,7 +80,7 @@ class TrackDenoiser(ModelMixin, ConfigMixin):
         if cfg.conditioning in ("driver", "both"):
             parts.append(driver)
         fmap = self.encoder(torch.cat(parts, 1))  # (B, C, H/4, W/4)
-        small = F.adaptive_avg_pool2d(slot_masks, fmap.shape[-2:])  # (B, K, h, w)
+        small = F.adaptive_avg_pool2d(slot_masks, tuple(int(s) for s in fmap.shape[-2:]))  # (B, K, h, w); int sizes export to ONNX
         area_s = small.sum((-1, -2)).clamp_min(1e-6)
         own = torch.einsum("bkhw,bchw->bkc", small, fmap) / area_s[..., None]
         glob = fmap.mean((-1, -2))[:, None].expand(B, K, -1)

@@ -82,7 +82,7 @@ class KineMaskPipeline:
 
     @property
     def device(self) -> torch.device:
-        return next(self.track_model.parameters()).device
+        return self.track_model.device
 
     def to(self, device: str | torch.device) -> "KineMaskPipeline":
         self.track_model.to(device)
