@@ -11,6 +11,7 @@ setup(
     packages=[
         "kinemask_ros",
         "kinemask_ros.envs",
+        "kinemask_ros.ros",
         "kinemask_ros.policies",
         "kinemask_ros.sim_bridge",
     ],
@@ -40,6 +41,11 @@ setup(
     entry_points={
         "console_scripts": [
             "kinemask-generate = kinemask_ros.sim_bridge.dataset:main",
+            "kinemask-segmentation-node = kinemask_ros.ros.segmentation_node:main",
+            "kinemask-world-model-node = kinemask_ros.ros.world_model_node:main",
+            "kinemask-planner-node = kinemask_ros.ros.planner_node:main",
+            "kinemask-sim-bridge-node = kinemask_ros.sim_bridge.bridge_node:main",
+            "kinemask-graph = kinemask_ros.ros.graph:main",
             "kinemask-export-onnx = kinemask_ros.world_model.onnx_backend:main",
         ],
     },

@@ -1,0 +1,148 @@
+"""Shared rclpy helpers: QoS profiles, config-backed parameters, throttled warnings, ``main``."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from dataclasses import fields
+from typing import Callable
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from kinemask_ros.ros.config import config_replace, config_to_params
+
+#: Camera-like streams (images, masks, detections): best effort, newest few only. A best-effort
+#: subscriber also matches reliable publishers (most camera drivers).
+SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+#: Commands and results (push strokes, scored candidates, rollouts): reliable, keep the last 10.
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+#: State that late joiners need (the current goal / target label): reliable + transient local, depth 1.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+#: Minimum seconds between two warnings from the same place about malformed input.
+WARN_THROTTLE_S = 2.0
+
+
+class ConfigParameters:
+    """Declares a node's parameters from its config dataclass and validates every change.
+
+    All parameters use dynamic typing so that e.g. ``rate_hz:=30`` (an int) is accepted for a
+    float field; the config's ``__post_init__`` is the single place that decides what is valid,
+    and its ``ValueError`` becomes the ``reason`` of a rejected ``set_parameters`` call.
+    ``read_only`` names are fixed after start-up (e.g. the planner's checkpoint).
+    """
+
+    def __init__(self, node, default_config, read_only: tuple[str, ...] = (), on_change: Callable | None = None):
+        self.node = node
+        self.on_change = on_change
+        doc = type(default_config).__doc__ or ""
+        for name, value in config_to_params(default_config).items():
+            desc = ParameterDescriptor(description=_field_doc(doc, name), dynamic_typing=True, read_only=name in read_only)
+            node.declare_parameter(name, value, desc)
+        values = {f.name: node.get_parameter(f.name).value for f in fields(default_config)}
+        self.config = config_replace(default_config, values)  # ValueError: bad start-up parameters
+        node.add_on_set_parameters_callback(self._on_set)
+
+    def _on_set(self, params) -> SetParametersResult:
+        try:
+            new = config_replace(self.config, {p.name: p.value for p in params})
+        except (ValueError, TypeError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        old, self.config = self.config, new
+        if self.on_change is not None:
+            try:
+                self.on_change(old, new)
+            except Exception as e:  # keep the node alive; report why
+                self.config = old
+                return SetParametersResult(successful=False, reason=f"could not apply: {e}")
+        return SetParametersResult(successful=True)
+
+
+def _field_doc(doc: str, name: str) -> str:
+    """The line(s) of a config docstring that document ``name`` (best effort)."""
+    for line in doc.splitlines():
+        s = line.strip()
+        if s.startswith(name + ":") or s.startswith(name + ",") or f" {name}:" in s or f", {name}," in s:
+            return s
+    return ""
+
+
+class Throttle:
+    """``ok(key)`` is True at most once per ``period_s`` per key (for rate-limited warnings with counts)."""
+
+    def __init__(self, period_s: float = WARN_THROTTLE_S):
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def ok(self, key: str) -> bool:
+        self.counts[key] = self.counts.get(key, 0) + 1
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self.period_s:
+            self._last[key] = now
+            return True
+        return False
+
+
+def warn_throttled(node, throttle: Throttle, key: str, message: str) -> None:
+    """Log ``message`` as a warning at most every ``throttle.period_s`` per kind of problem.
+
+    The kind is ``key`` plus the message with its numbers blanked out, so a stream of truncated
+    images logs once per period while a different problem (a bad encoding) is still reported.
+    """
+    k = key + "|" + re.sub(r"[-+]?\d[\d.e+-]*", "#", message)[:80]
+    if throttle.ok(k):
+        node.get_logger().warning(f"{message} [{throttle.counts[k]} so far]")
+
+
+def torch_setup(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int:
+    """``rclpy.init``, build the node, spin a :class:`MultiThreadedExecutor`, clean up; the console scripts' body.
+
+    Returns 2 (after printing the reason) when the node's parameters are invalid.
+    """
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    code = 0
+    try:
+        try:
+            node = make_node()
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return 2
+        ex = MultiThreadedExecutor(num_threads=num_threads)
+        ex.add_node(node)
+        try:
+            ex.spin()
+        finally:
+            ex.shutdown(timeout_sec=1.0)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:  # pragma: no cover - logged for the operator
+        traceback.print_exc()
+        code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    traceback.print_exc()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return code

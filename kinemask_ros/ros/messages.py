@@ -1,0 +1,137 @@
+"""Message <-> numpy / core-type conversion for the nodes (thin wrappers over :mod:`kinemask_ros.ros_convert`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import CameraInfo, Image
+
+from kinemask_ros import ros_convert
+from kinemask_ros.push import PushStroke
+from kinemask_ros_interfaces.msg import CostTerm, ObjectTrack, PredictedRollout, ScoredCandidate
+from kinemask_ros_interfaces.msg import PushStroke as PushStrokeMsg
+
+GOAL_FRAMES = ("", "table")
+
+
+def _fields(msg: Image) -> tuple:
+    return (msg.height, msg.width, msg.encoding, msg.step, msg.is_bigendian, msg.data)
+
+
+def image_is_empty(msg: Image) -> bool:
+    """An 'absent' optional image in a request (width or height 0 and no data)."""
+    return (msg.width == 0 or msg.height == 0) and len(msg.data) == 0
+
+
+def check_rgb_msg(msg: Image) -> None:
+    """Cheap header/size check of a colour image (no decoding): for subscription callbacks."""
+    ros_convert.check_image(*_fields(msg), allowed=ros_convert.COLOR_ENCODINGS, what="colour image")
+
+
+def rgb_from_msg(msg: Image) -> np.ndarray:
+    """``sensor_msgs/Image`` -> ``(H, W, 3)`` uint8 RGB (``ValueError`` naming the problem)."""
+    return ros_convert.image_to_rgb(*_fields(msg))
+
+
+def ids_from_msg(msg: Image) -> np.ndarray:
+    """Instance-id ``sensor_msgs/Image`` -> ``(H, W)`` integer ids."""
+    return ros_convert.image_to_ids(*_fields(msg))
+
+
+def rgb_to_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8") -> Image:
+    f = ros_convert.rgb_to_image(rgb, encoding)
+    msg = Image(height=f["height"], width=f["width"], encoding=f["encoding"], step=f["step"], is_bigendian=f["is_bigendian"])
+    msg.data = f["data"]
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def ids_to_msg(ids: np.ndarray, header=None) -> Image:
+    f = ros_convert.ids_to_image(ids)
+    msg = Image(height=f["height"], width=f["width"], encoding=f["encoding"], step=f["step"], is_bigendian=f["is_bigendian"])
+    msg.data = f["data"]
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def camera_info_msg(K: np.ndarray, width: int, height: int, header=None) -> CameraInfo:
+    """CameraInfo for an undistorted pinhole camera with intrinsics ``K (3, 3)``."""
+    info = CameraInfo(width=int(width), height=int(height), distortion_model="plumb_bob")
+    info.d = [0.0] * 5
+    info.k = [float(v) for v in np.asarray(K, float).reshape(-1)]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    info.p = [float(v) for v in P.reshape(-1)]
+    if header is not None:
+        info.header = header
+    return info
+
+
+def stroke_values(msg: PushStrokeMsg) -> tuple[float, float, float, float, float]:
+    return (msg.x, msg.y, msg.theta, msg.length, msg.speed)
+
+
+def stroke_from_msg(msg: PushStrokeMsg) -> PushStroke:
+    """``PushStroke`` message -> core stroke (``ValueError`` for NaN/inf, length or speed <= 0)."""
+    return PushStroke(*(float(v) for v in stroke_values(msg)))
+
+
+def stroke_to_msg(s: PushStroke | None) -> PushStrokeMsg:
+    if s is None:
+        return PushStrokeMsg(x=math.nan, y=math.nan, theta=math.nan, length=math.nan, speed=math.nan)
+    return PushStrokeMsg(x=float(s.x), y=float(s.y), theta=float(s.theta), length=float(s.length), speed=float(s.speed))
+
+
+def goal_xy_from_msg(msg: PointStamped) -> np.ndarray:
+    """Table-frame goal of a ``PointStamped`` (``ValueError`` for NaN/inf or another frame)."""
+    if msg.header.frame_id not in GOAL_FRAMES:
+        raise ValueError(f"goal frame_id {msg.header.frame_id!r} is not supported: give the goal in the 'table' frame (or '')")
+    why = ros_convert.finite_or_reason(x=msg.point.x, y=msg.point.y)
+    if why:
+        raise ValueError(f"goal {why}")
+    return np.array([msg.point.x, msg.point.y], float)
+
+
+def scored_candidate(stroke: PushStroke | PushStrokeMsg | None, target_id: int, total: float, terms: dict[str, float],
+                     weights: dict[str, float], valid: bool, reason: str, rollout_index: int = ScoredCandidate.NO_ROLLOUT) -> ScoredCandidate:
+    """A ``ScoredCandidate``; non-finite totals are sent as +inf with ``valid=False``."""
+    t = float(total) if (valid and math.isfinite(total)) else math.inf
+    return ScoredCandidate(
+        stroke=stroke if isinstance(stroke, PushStrokeMsg) else stroke_to_msg(stroke), target_id=int(max(target_id, 0)), total_cost=t,
+        terms=[CostTerm(name=k, value=float(terms[k]), weight=float(weights.get(k, 0.0))) for k in terms],
+        valid=bool(valid), reason=str(reason), rollout_index=int(rollout_index))
+
+
+def rollout_msg(header, candidate_index: int, frames: np.ndarray | None, masks: np.ndarray | None, tracks: np.ndarray,
+                areas: np.ndarray, frame_dt_s: float, labels: dict[int, str] | None = None, id_map: dict[int, int] | None = None,
+                text: str = "", sample_index: int = 0) -> PredictedRollout:
+    """``PredictedRollout`` from frames ``(Tv, H, W, 3)``, id masks ``(Tv, H, W)``, tracks ``(K, Tv, 2)``, areas ``(K, Tv)``.
+
+    ``id_map`` maps model slots back to the ids of the published instance mask (slot -> id);
+    masks are relabelled with it too.
+    """
+    r = PredictedRollout(candidate_index=int(candidate_index), sample_index=int(sample_index), frame_dt_s=float(frame_dt_s), text=text)
+    r.header = header
+    id_map = id_map or {}
+    if frames is not None:
+        r.frames = [rgb_to_msg(f, header) for f in frames]
+    if masks is not None:
+        if id_map:
+            lut = np.zeros(256, np.int64)
+            for slot, oid in id_map.items():
+                lut[slot] = oid
+            masks = lut[masks]
+        r.object_masks = [ids_to_msg(m, header) for m in masks]
+    for k in range(tracks.shape[0]):
+        if not np.isfinite(tracks[k, 0]).all():
+            continue
+        oid = id_map.get(k + 1, k + 1)
+        r.tracks.append(ObjectTrack(object_id=int(oid), label=(labels or {}).get(oid, ""),
+                                    u=[float(v) for v in tracks[k, :, 0]], v=[float(v) for v in tracks[k, :, 1]],
+                                    area=[float(a) for a in areas[k]]))
+    return r

@@ -1,0 +1,415 @@
+"""``kinemask-planner-node``: goal + camera frame -> ranked pushes (world model in-process).
+
+Inputs: ``camera/image_raw`` (sensor_msgs/Image) paired by stamp with ``segmentation/objects``
+(DetectedObjects: instance mask + selected target), both sensor-data QoS; ``goal``
+(geometry_msgs/PointStamped in the ``table`` frame, reliable + transient local); the
+``plan_push`` action (PlanPush: progress feedback per planner iteration, cancellable).
+
+Outputs: ``planner/candidates`` (ScoredCandidateArray, all evaluated candidates best first),
+``planner/best_push`` (PushStroke) and ``planner/rollouts`` (PredictedRollout with frames for the
+``rollout_top_k`` best candidates), all reliable.
+
+The world model runs in this process (:class:`kinemask_ros.planning.PushPlanner`): a planner
+asks for hundreds of rollouts per decision, and in-process calls avoid serialising them (the
+``world_model`` node's ``imagine_outcomes`` service is the way for other clients). Planning runs
+off the executor: topic-driven plans on a worker thread, action goals in a reentrant callback
+group; both share one lock. Cancellation is checked before every planner iteration (the
+dynamics callable raises :class:`PlanCancelled`), so a cancel takes effect within one iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from geometry_msgs.msg import PointStamped
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from kinemask_ros.camera import CameraModel
+from kinemask_ros.contact import ContactModelConfig
+from kinemask_ros.imagination import object_ids, rollout_frames
+from kinemask_ros.planning import PlannerConfig, PushPlanner, WorldModelDynamics
+from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
+from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
+from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
+from kinemask_ros.ros.messages import check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg, scored_candidate, stroke_to_msg
+from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
+from kinemask_ros.ros_convert import fit_ids_to_slots, resize_ids, resize_rgb
+from kinemask_ros.scoring import score_tracks
+from kinemask_ros_interfaces.action import PlanPush
+from kinemask_ros_interfaces.msg import DetectedObjects, ScoredCandidate, ScoredCandidateArray
+from kinemask_ros_interfaces.msg import PushStroke as PushStrokeMsg
+from kinemask_ros_interfaces.msg import PredictedRollout
+
+_KEEP_FRAMES = 64
+
+
+class PlanCancelled(Exception):
+    """Raised inside planning when the PlanPush goal was cancelled (or the node shuts down)."""
+
+
+def _key(header) -> tuple[int, int]:
+    return (int(header.stamp.sec), int(header.stamp.nanosec))
+
+
+def _stamp_s(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+@dataclasses.dataclass
+class Frame:
+    """A camera image paired with its segmentation."""
+
+    image: Image
+    objects: DetectedObjects | None  # None: segment on the planner (action goals carrying only an image)
+    mask: np.ndarray | None = None  # explicit instance ids (action goals carrying a mask)
+
+
+@dataclasses.dataclass
+class Decision:
+    ranked: ScoredCandidateArray
+    rollouts: list[PredictedRollout]
+    best: PushStrokeMsg | None
+    message: str
+
+
+class PlannerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("planner", **kwargs)
+        self.params = ConfigParameters(self, PlannerNodeConfig(), read_only=("checkpoint", "device", "torch_threads"))
+        cfg = self.config
+        torch_setup(cfg.torch_threads)
+        from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+        t0 = time.perf_counter()
+        try:
+            self.pipeline = KineMaskPipeline.from_pretrained(cfg.checkpoint or None, device=resolve_device(cfg.device))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"planner could not load the world model {cfg.checkpoint or '(embedded)'}: {e}") from e
+        wc = self.pipeline.config
+        self.get_logger().info(f"loaded world model {checkpoint_name(cfg.checkpoint)} in {time.perf_counter() - t0:.2f} s "
+                               f"({wc.width}x{wc.height}, K={wc.max_objects}, video={'yes' if self.pipeline.video_model is not None else 'no'})")
+        self._rng = np.random.default_rng(cfg.seed)
+        self._throttle = Throttle()
+        self._plan_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._images: OrderedDict = OrderedDict()
+        self._objects: OrderedDict = OrderedDict()
+        self._latest: Frame | None = None
+        self._frame_seq = 0
+        self._goal: tuple[np.ndarray, float] | None = None
+        self._goal_seq = 0
+        self._stop = threading.Event()
+        self.decisions = 0
+
+        self.pub_candidates = self.create_publisher(ScoredCandidateArray, "planner/candidates", RELIABLE_QOS)
+        self.pub_best = self.create_publisher(PushStrokeMsg, "planner/best_push", RELIABLE_QOS)
+        self.pub_rollouts = self.create_publisher(PredictedRollout, "planner/rollouts", RELIABLE_QOS)
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(PointStamped, "goal", self._on_goal, LATCHED_QOS, callback_group=inputs)
+        self._action = ActionServer(self, PlanPush, "plan_push", execute_callback=self._execute,
+                                    goal_callback=lambda g: GoalResponse.ACCEPT, cancel_callback=lambda g: CancelResponse.ACCEPT,
+                                    callback_group=ReentrantCallbackGroup())
+        self._worker = threading.Thread(target=self._work, name="planner-worker", daemon=True)
+        self._worker.start()
+
+    @property
+    def config(self) -> PlannerNodeConfig:
+        return self.params.config
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        self._worker.join(timeout=5.0)
+        self._action.destroy()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, msg: Image) -> None:
+        try:
+            check_rgb_msg(msg)
+        except ValueError as e:
+            warn_throttled(self, self._throttle, "image", f"dropping camera image: {e}")
+            return
+        k = _key(msg.header)
+        objs = self._objects.pop(k, None)
+        if objs is not None:
+            self._set_latest(Frame(msg, objs))
+        else:
+            self._images[k] = msg
+            while len(self._images) > _KEEP_FRAMES:
+                self._images.popitem(last=False)
+
+    def _on_objects(self, msg: DetectedObjects) -> None:
+        k = _key(msg.header)
+        img = self._images.pop(k, None)
+        if img is not None:
+            self._set_latest(Frame(img, msg))
+            for old in [x for x in self._images if x < k]:  # older frames will never be paired now
+                del self._images[old]
+        else:
+            self._objects[k] = msg
+            while len(self._objects) > _KEEP_FRAMES:
+                self._objects.popitem(last=False)
+
+    def _set_latest(self, frame: Frame) -> None:
+        with self._cv:
+            self._latest = frame
+            self._frame_seq += 1
+            self._cv.notify_all()
+
+    def _on_goal(self, msg: PointStamped) -> None:
+        try:
+            xy = goal_xy_from_msg(msg)
+        except ValueError as e:
+            warn_throttled(self, self._throttle, "goal", f"dropping goal: {e}")
+            return
+        with self._cv:
+            self._goal = (xy, _stamp_s(msg.header))
+            self._goal_seq += 1
+            self._cv.notify_all()
+        self.get_logger().info(f"goal ({xy[0]:.3f}, {xy[1]:.3f}) m")
+
+    # ------------------------------------------------------------------ topic-driven planning
+    def _work(self) -> None:
+        seen_frame, seen_goal = 0, 0
+        while not self._stop.is_set() and self.context.ok():
+            with self._cv:
+                cfg = self.config
+                if cfg.replan == "every_frame":
+                    self._cv.wait_for(lambda: self._stop.is_set() or (self._goal is not None and self._frame_seq != seen_frame), timeout=0.5)
+                    if self._stop.is_set() or self._goal is None or self._frame_seq == seen_frame:
+                        continue
+                else:
+                    self._cv.wait_for(lambda: self._stop.is_set() or self._goal_seq != seen_goal, timeout=0.5)
+                    if self._stop.is_set() or self._goal_seq == seen_goal:
+                        continue
+                    seen_goal = self._goal_seq
+                    goal_t = self._goal[1]
+                    deadline = time.monotonic() + cfg.goal_frame_timeout_s
+                    self._cv.wait_for(lambda: self._stop.is_set() or (self._latest is not None and _stamp_s(self._latest.image.header) >= goal_t),
+                                      timeout=max(0.0, deadline - time.monotonic()))
+                    if self._latest is None:
+                        warn_throttled(self, self._throttle, "noframe", "goal received but no segmented camera frame yet")
+                        continue
+                frame, goal, seen_frame = self._latest, self._goal, self._frame_seq
+            if frame.objects is not None and frame.objects.target_id == 0 and frame.objects.target_status != "no target selection configured":
+                warn_throttled(self, self._throttle, "target", f"not planning: no target ({frame.objects.target_status})")
+                continue
+            try:
+                with self._plan_lock:
+                    d = self.decide(frame, goal[0], target_id=int(frame.objects.target_id))
+            except PlanCancelled:
+                return
+            except ValueError as e:
+                warn_throttled(self, self._throttle, "plan", f"planning failed: {e}")
+                continue
+            except Exception as e:  # pragma: no cover - keep the worker alive
+                self.get_logger().error(f"planning crashed: {type(e).__name__}: {e}")
+                continue
+            self._publish(d)
+
+    def _publish(self, d: Decision) -> None:
+        if self._stop.is_set() or not self.context.ok():
+            return  # shutting down: the context may already be invalid
+        try:
+            self.pub_candidates.publish(d.ranked)
+            if d.best is not None:
+                self.pub_best.publish(d.best)
+            for r in d.rollouts:
+                self.pub_rollouts.publish(r)
+        except Exception as e:  # context shut down between the check and the publish
+            if self.context.ok():
+                raise
+            self.get_logger().debug(f"not published (shutting down): {e}")
+            return
+        self.decisions += 1
+
+    # ------------------------------------------------------------------ action
+    def _execute(self, gh) -> PlanPush.Result:
+        g = gh.request
+        cfg = self.config
+        result = PlanPush.Result()
+
+        def fail(msg: str) -> PlanPush.Result:
+            result.success, result.message = False, msg
+            warn_throttled(self, self._throttle, "action", f"plan_push goal failed: {msg}")
+            gh.abort()
+            return result
+
+        try:
+            goal_xy = goal_xy_from_msg(g.goal)
+            method = g.planner or cfg.method
+            if method not in PLANNER_METHODS:
+                return fail(f"unknown planner {g.planner!r}; known: {list(PLANNER_METHODS)}")
+            nc = int(g.num_candidates) or cfg.num_candidates
+            if nc > cfg.max_candidates:
+                return fail(f"num_candidates={nc} exceeds max_candidates={cfg.max_candidates}")
+            iters = int(g.iterations) or cfg.iterations
+            if iters > 1000:
+                return fail(f"iterations={iters} exceeds 1000")
+            if image_is_empty(g.image):
+                with self._cv:
+                    frame = self._latest
+                if frame is None:
+                    return fail("no camera frame received yet and the goal carries no image")
+            else:
+                frame = Frame(g.image, None, None if image_is_empty(g.instance_mask) else ids_from_msg(g.instance_mask))
+        except ValueError as e:
+            return fail(str(e))
+
+        def feedback(it: int, total: int, done: int, best: float, stage: str) -> None:
+            gh.publish_feedback(PlanPush.Feedback(iteration=it, total_iterations=total, rollouts_done=done, best_cost=best, stage=stage))
+
+        def cancelled() -> bool:
+            return gh.is_cancel_requested or self._stop.is_set()
+
+        try:
+            with self._plan_lock:
+                d = self.decide(frame, goal_xy, int(g.target_id), method, nc, iters, cancelled, feedback)
+        except PlanCancelled as e:
+            gh.canceled()
+            result.success, result.message = False, f"cancelled ({e})"
+            return result
+        except ValueError as e:
+            return fail(str(e))
+        except Exception as e:
+            self.get_logger().error(f"plan_push crashed: {type(e).__name__}: {e}")
+            return fail(f"internal error: {type(e).__name__}: {e}")
+        self._publish(d)
+        result.ranked, result.message = d.ranked, d.message
+        if d.best is None:
+            gh.abort()
+            result.success = False
+            return result
+        result.best, result.success = d.best, True
+        gh.succeed()
+        return result
+
+    # ------------------------------------------------------------------ core
+    def decide(self, frame: Frame, goal_xy: np.ndarray, target_id: int = 0, method: str | None = None,
+               num_candidates: int | None = None, iterations: int | None = None, cancelled=None, feedback=None) -> Decision:
+        """Plan on one frame. ``target_id`` 0 = the object nearest the goal. ``ValueError`` for bad input."""
+        cfg = self.config
+        pipe = self.pipeline
+        wc = pipe.config
+        t_in = time.time()
+        header = frame.image.header
+        rgb = rgb_from_msg(frame.image)
+        labels: dict[int, str] = {}
+        if frame.objects is not None:
+            ids = ids_from_msg(frame.objects.instance_mask)
+            labels = {int(o.object_id): o.label for o in frame.objects.objects}
+        elif frame.mask is not None:
+            ids = frame.mask
+        else:
+            from kinemask_ros.segmentation.classical import ClassicalSegmenter
+
+            seg = ClassicalSegmenter().segment(rgb)
+            ids = seg.instance_ids
+            labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
+        if ids.shape != rgb.shape[:2]:
+            raise ValueError(f"instance mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+        rgb = resize_rgb(rgb, wc.height, wc.width)
+        ids = resize_ids(ids, wc.height, wc.width)
+        present = object_ids(ids)
+        if not present:
+            raise ValueError("no object in the segmented image")
+        cam = CameraModel(cfg.camera_config(wc.width, wc.height))
+        contact_cfg = ContactModelConfig(pusher_radius=cfg.pusher_radius, friction_coefficient=cfg.friction_coefficient,
+                                         object_height=cfg.object_height, frame_dt=cfg.frame_dt_s, num_frames=wc.num_frames)
+        method = method or cfg.method
+        nc = num_candidates or cfg.num_candidates
+        iters = iterations or cfg.iterations
+        pc = PlannerConfig(method=method, num_samples=cfg.num_samples, num_inference_steps=cfg.num_inference_steps,
+                           max_candidates=cfg.max_candidates, seed=int(self._rng.integers(2**31)),
+                           cem=CEMConfig(num_samples=max(nc, 2), iterations=iters, num_elites=min(10, max(nc, 2))),
+                           mppi=MPPIConfig(num_samples=max(nc, 2), iterations=iters), random=RandomShootingConfig(num_samples=nc),
+                           contact=contact_cfg, score=cfg.score_config())
+        planner = PushPlanner(cam, pc, pipe)
+        goal = planner.goal_from_table(goal_xy)  # ValueError when outside the image
+        if target_id == 0:
+            cents = {o: np.argwhere(ids == o)[:, ::-1].mean(0) + 0.5 for o in present}
+            target_id = min(present, key=lambda o: float(np.linalg.norm(cents[o] - goal.point_px)))
+        elif target_id not in present:
+            raise ValueError(f"target id {target_id} is not in the segmented image (ids present: {present})")
+        slots, id_map = fit_ids_to_slots(ids, wc.max_objects, keep=(target_id,))
+        slot_target = {v: k for k, v in id_map.items()}[target_id]
+        total_it = 1 if method == "random" else iters
+        gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
+        base = WorldModelDynamics(pipe, planner.contact, rgb, slots, cfg.num_samples, cfg.num_inference_steps, gen)
+        mpp = 1.0 / cam.pixels_per_metre(cfg.object_height / 2)
+        progress = {"it": 0, "done": 0, "best": math.inf}
+
+        def dynamics(strokes):
+            if cancelled is not None and cancelled():
+                raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
+            im = base(strokes)
+            progress["it"] += 1
+            progress["done"] += len(strokes) * cfg.num_samples
+            if feedback is not None:
+                try:
+                    sc = score_tracks(im.tracks, slot_target, goal, mpp, (wc.height, wc.width), np.array([s.length for s in strokes]),
+                                      pc.score, im.present)
+                    if sc.valid.any():
+                        progress["best"] = min(progress["best"], float(sc.total[sc.valid].min()))
+                except ValueError:
+                    pass
+                feedback(progress["it"], total_it, progress["done"], progress["best"], "imagining")
+            return im
+
+        out = planner.plan(rgb, slots, slot_target, goal, dynamics=dynamics)
+        if cancelled is not None and cancelled():
+            raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
+        # rollouts with frames for the best k
+        order = [int(i) for i in out.order]
+        top = out.top(cfg.rollout_top_k) if cfg.rollout_top_k else []
+        rank_of = {i: r for r, i in enumerate(order)}
+        rollouts: list[PredictedRollout] = []
+        rollout_idx: dict[int, int] = {}
+        if top:
+            if feedback is not None:
+                feedback(progress["it"], total_it, progress["done"], progress["best"], "scoring")
+            rf = rollout_frames(pipe, planner.contact, rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
+                                cfg.video_inference_steps, gen)
+            dt = cfg.frame_dt_s * wc.video_frame_stride
+            for j, i in enumerate(top):
+                rollout_idx[i] = j
+                rollouts.append(rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, labels, id_map,
+                                            f"candidate {rank_of[i]} imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})"))
+        weights = {k: float(pc.score.weights.get(k, 0.0)) for k in out.scores.terms}
+        arr = ScoredCandidateArray(planner=method, world_model=checkpoint_name(cfg.checkpoint), iterations=int(out.iterations),
+                                   num_rollouts=int(len(out.strokes) * cfg.num_samples))
+        arr.header.stamp = header.stamp
+        arr.header.frame_id = "table"
+        for i in order:
+            arr.candidates.append(scored_candidate(out.strokes[i], id_map.get(int(out.imagined.target_ids[i]), 0), float(out.scores.total[i]),
+                                                   {k: v[i] for k, v in out.scores.terms.items()}, weights, bool(out.scores.valid[i]),
+                                                   out.scores.reasons[i], rollout_idx.get(i, ScoredCandidate.NO_ROLLOUT)))
+        stamp = _stamp_s(header)
+        now = time.time()
+        arr.decision_latency_s = float(now - stamp) if 0 < now - stamp < 3600 else float(now - t_in)
+        best = stroke_to_msg(out.best_stroke) if out.valid else None
+        msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid
+               else (out.message or "no valid candidate"))
+        if feedback is not None:
+            feedback(progress["it"], total_it, progress["done"], progress["best"], "done")
+        return Decision(arr, rollouts, best, msg)
+
+
+def main(args=None) -> int:
+    return run(PlannerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""``kinemask-world-model-node``: lifecycle node serving ``imagine_outcomes`` (ImagineOutcomes).
+
+Lifecycle (rclpy.lifecycle, as in ros2/demos lifecycle_py):
+
+* ``on_configure`` loads the checkpoint (``checkpoint`` parameter, "" = embedded) on ``device``;
+* ``on_activate`` / ``on_deactivate`` open / close the service for requests;
+* ``on_cleanup`` / ``on_shutdown`` free the weights (and the CUDA cache).
+
+A request while the node is not active, with more than ``max_batch`` candidates, a malformed image
+or mask, an unknown target id or a non-finite / out-of-image goal gets ``success=False`` and a
+readable ``message``; a candidate with NaN/inf values is returned ``valid=False`` with its
+``reason`` while the others are scored. ``autostart:=true`` configures and activates at start-up.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from kinemask_ros.camera import CameraModel
+from kinemask_ros.contact import ContactModel, ContactModelConfig
+from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames
+from kinemask_ros.ros.common import ConfigParameters, Throttle, run, torch_setup, warn_throttled
+from kinemask_ros.ros.config import WorldModelNodeConfig
+from kinemask_ros.ros.messages import (goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
+                                       scored_candidate, stroke_values)
+from kinemask_ros.ros_convert import finite_or_reason, fit_ids_to_slots, resize_ids, resize_rgb
+from kinemask_ros_interfaces.msg import ScoredCandidate
+from kinemask_ros_interfaces.srv import ImagineOutcomes
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return name
+
+
+def checkpoint_name(path: str) -> str:
+    return "embedded" if not path else Path(path).name or path
+
+
+class RequestError(ValueError):
+    """A request rejected as a whole (becomes success=False, message=str(e))."""
+
+
+def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
+    """Request image (+ optional mask) -> ``(rgb (H, W, 3), ids (H, W), labels)`` at model resolution.
+
+    An empty mask (width 0) is segmented here with the classical segmenter.
+    """
+    try:
+        rgb = rgb_from_msg(image_msg)
+    except ValueError as e:
+        raise RequestError(f"image: {e}") from None
+    labels: dict[int, str] = {}
+    if image_is_empty(mask_msg):
+        if segmenter is None:
+            from kinemask_ros.segmentation.classical import ClassicalSegmenter
+
+            segmenter = ClassicalSegmenter()
+        seg = segmenter.segment(rgb)
+        ids = seg.instance_ids
+        labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
+    else:
+        try:
+            ids = ids_from_msg(mask_msg)
+        except ValueError as e:
+            raise RequestError(f"instance_mask: {e}") from None
+        if ids.shape != rgb.shape[:2]:
+            raise RequestError(f"instance_mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+    return resize_rgb(rgb, height, width), resize_ids(ids, height, width), labels
+
+
+class WorldModelNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__("world_model", **kwargs)
+        self.params = ConfigParameters(self, WorldModelNodeConfig())
+        self._throttle = Throttle()
+        self._model_lock = threading.Lock()
+        self.pipeline = None
+        self.contact: ContactModel | None = None
+        self.state_label = "unconfigured"
+        self._rng = np.random.default_rng(self.config.seed)
+        self._group = MutuallyExclusiveCallbackGroup()
+        self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=self._group)
+        if self.config.autostart:
+            self._autostart_timer = self.create_timer(0.01, self._autostart)
+        self.get_logger().info("world-model node up (unconfigured); configure + activate it to serve imagine_outcomes")
+
+    @property
+    def config(self) -> WorldModelNodeConfig:
+        return self.params.config
+
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        try:
+            torch_setup(cfg.torch_threads)
+            device = resolve_device(cfg.device)
+            pipe = KineMaskPipeline.from_pretrained(cfg.checkpoint or None, device=device)
+        except Exception as e:  # a missing/corrupt checkpoint must not kill the node
+            self.get_logger().error(f"configure failed: could not load world model {cfg.checkpoint or '(embedded)'}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        wc = pipe.config
+        cam = CameraModel(cfg.camera_config(wc.width, wc.height))
+        contact = ContactModel(cam, ContactModelConfig(pusher_radius=cfg.pusher_radius, friction_coefficient=cfg.friction_coefficient,
+                                                       object_height=cfg.object_height, frame_dt=cfg.frame_dt_s, num_frames=wc.num_frames))
+        with self._model_lock:
+            self.pipeline, self.contact = pipe, contact
+        self.state_label = "inactive"
+        self.get_logger().info(f"loaded world model {checkpoint_name(cfg.checkpoint)} on {device} in {time.perf_counter() - t0:.2f} s "
+                               f"({wc.width}x{wc.height}, T={wc.num_frames}, K={wc.max_objects}, video={'yes' if pipe.video_model is not None else 'no'})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.state_label = "active"
+        self.get_logger().info("active: serving imagine_outcomes")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def _free(self) -> None:
+        with self._model_lock:
+            dev = self.pipeline.device if self.pipeline is not None else None
+            self.pipeline, self.contact = None, None
+        gc.collect()
+        if dev is not None and dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        self.state_label = "unconfigured"
+        self.get_logger().info("cleaned up: world model freed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        self.state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        self.state_label = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ service
+    def _on_request(self, req: ImagineOutcomes.Request, resp: ImagineOutcomes.Response) -> ImagineOutcomes.Response:
+        t0 = time.perf_counter()
+        try:
+            self._serve(req, resp)
+            resp.success = True
+        except RequestError as e:
+            resp.success, resp.message = False, str(e)
+            resp.candidates, resp.ranking, resp.rollouts = [], [], []
+            warn_throttled(self, self._throttle, "request", f"imagine_outcomes request failed: {e}")
+        except Exception as e:  # never let a request kill the node
+            resp.success, resp.message = False, f"internal error: {type(e).__name__}: {e}"
+            resp.candidates, resp.ranking, resp.rollouts = [], [], []
+            self.get_logger().error(f"imagine_outcomes: {resp.message}")
+        resp.latency_s = time.perf_counter() - t0
+        return resp
+
+    def _serve(self, req, resp) -> None:
+        cfg = self.config
+        if self.state_label != "active":
+            raise RequestError(f"the world-model node is {self.state_label}: configure and activate it (lifecycle) before sending requests")
+        n = len(req.candidates)
+        if n == 0:
+            raise RequestError("the request has no candidates")
+        if n > cfg.max_batch:
+            raise RequestError(f"{n} candidates exceed max_batch={cfg.max_batch}; split the request")
+        S = int(req.num_samples) or cfg.num_samples
+        if S > cfg.max_samples:
+            raise RequestError(f"num_samples={S} exceeds max_samples={cfg.max_samples}")
+        why = finite_or_reason(goal_x=req.goal.x, goal_y=req.goal.y)
+        if why:
+            raise RequestError(f"goal: {why}")
+        with self._model_lock:
+            pipe, contact = self.pipeline, self.contact
+            if pipe is None:
+                raise RequestError("the world model is not loaded")
+            wc = pipe.config
+            rgb, ids, labels = load_frame(req.image, req.instance_mask, wc.height, wc.width)
+            present = object_ids(ids)
+            target = int(req.target_id)
+            if target and target not in present:
+                raise RequestError(f"target id {target} is not in the instance mask (ids present: {present})")
+            if not present:
+                raise RequestError("the instance mask holds no object: nothing to push")
+            slots, id_map = fit_ids_to_slots(ids, wc.max_objects, keep=(target,) if target else ())
+            back = dict(id_map)
+            slot_target = {v: k for k, v in id_map.items()}.get(target, 0) if target else 0
+            gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
+            try:
+                imag = imagine_candidates(pipe, contact, rgb, slots, [stroke_values(c) for c in req.candidates],
+                                          (req.goal.x, req.goal.y), slot_target, S, cfg.num_inference_steps, cfg.score_config(), gen)
+            except ValueError as e:
+                raise RequestError(str(e)) from None
+            rollout_index = np.full(n, ScoredCandidate.NO_ROLLOUT, np.int64)
+            if req.return_frames and cfg.max_rollouts and len(imag.order):
+                top = [int(i) for i in imag.order[: cfg.max_rollouts]]
+                rf = rollout_frames(pipe, contact, rgb, slots, [imag.strokes[i] for i in top], imag.tracks[top, 0],
+                                    cfg.video_inference_steps, gen)
+                dt = cfg.frame_dt_s * wc.video_frame_stride
+                for j, i in enumerate(top):
+                    rollout_index[i] = j
+                    resp.rollouts.append(rollout_msg(req.image.header, i, rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt,
+                                                     labels, id_map, req.text or f"imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})"))
+        for i in range(n):
+            resp.candidates.append(scored_candidate(imag.strokes[i] or req.candidates[i], back.get(int(imag.contact_ids[i]), 0), imag.total[i],
+                                                    {k: v[i] for k, v in imag.terms.items()}, imag.weights, bool(imag.valid[i]),
+                                                    imag.reasons[i], int(rollout_index[i])))
+        resp.ranking = [int(i) for i in imag.order]
+        nv = int(imag.valid.sum())
+        resp.message = f"{nv}/{n} candidates valid" + ("" if nv == n else f"; first invalid: {imag.reasons[int(np.argmin(imag.valid))]}")
+
+
+def main(args=None) -> int:
+    return run(WorldModelNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
