@@ -12,6 +12,7 @@ setup(
         "kinemask_ros",
         "kinemask_ros.envs",
         "kinemask_ros.ros",
+        "kinemask_ros.segmentation",
         "kinemask_ros.policies",
         "kinemask_ros.sim_bridge",
     ],
