@@ -8,7 +8,7 @@
 # Steps (each skipped when already done):
 #   1. system build tools (cmake >= 3.20, g++, make, Python headers, venv) via apt-get, only if missing
 #   2. the virtual environment .venv (override with KINEMASK_VENV=/path; interpreter with PYTHON=python3.X)
-#   3. pip install -r requirements.txt -c constraints.txt, then pip install --no-deps -e .
+#   3. pip install -r requirements.txt -c constraints.txt, requirements-sam2.txt (no build isolation), then pip install --no-deps -e .
 #   4. build the ROS 2 interfaces package msg/ (kinemask_ros_interfaces) with CMake and install
 #      it into the venv prefix, so no environment variables are needed at run time
 #   5. write the stamp file $VENV/.kinemask_setup_stamp (hashes of the inputs of steps 3 and 4)
@@ -77,7 +77,7 @@ hash_files() {  # sha256 over names and contents of the given files/folders (sor
   done | sha256sum | cut -d' ' -f1
 }
 
-DEPS_HASH="$(printf '%s\n%s\n' "$(hash_files requirements.txt constraints.txt setup.py package.xml scripts/setup.sh)" "$VENV $ROOT" | sha256sum | cut -d' ' -f1)"
+DEPS_HASH="$(printf '%s\n%s\n' "$(hash_files requirements.txt requirements-sam2.txt constraints.txt setup.py package.xml scripts/setup.sh)" "$VENV $ROOT" | sha256sum | cut -d' ' -f1)"
 IFACE_HASH="$(printf '%s\n%s\n' "$(hash_files msg requirements.txt constraints.txt scripts/setup.sh)" "$VENV" | sha256sum | cut -d' ' -f1)"
 
 stamp_value() { [ -f "$STAMP" ] && sed -n "s/^$1=//p" "$STAMP" || true; }
@@ -159,6 +159,9 @@ if [ "$FORCE" = 1 ] || [ "$(stamp_value deps)" != "$DEPS_HASH" ]; then
   say "installing Python dependencies (a few minutes on a fresh venv: torch is large)"
   t=$SECONDS
   run_logged pip-requirements "$VPY" -m pip install -r requirements.txt -c constraints.txt
+  # sam2 ships as source only; building it against the torch already in the venv takes seconds,
+  # while pip's default isolated build would fetch a second torch into a temporary environment.
+  run_logged pip-sam2 "$VPY" -m pip install --no-build-isolation -c constraints.txt -r requirements-sam2.txt
   run_logged pip-project "$VPY" -m pip install --no-deps -e .
   if ! cmake_ok; then
     run_logged pip-cmake "$VPY" -m pip install -c constraints.txt "cmake>=3.20"
