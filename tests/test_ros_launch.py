@@ -108,6 +108,10 @@ def test_graph_command_line_and_validation(tmp_path):
     doc = json.loads((tmp_path / "kinemask_camera_params.yaml").read_text())
     assert doc["planner"]["ros__parameters"]["num_candidates"] == 32
     assert doc["planner"]["ros__parameters"]["checkpoint"] == "runs/x"
+    loop = Graph("sim", close_loop=True, workdir=tmp_path / "loop")
+    assert "sim/execute_push:=planner/best_push" in loop.commands()["sim_bridge"] and loop.params["planner"]["replan"] == "on_goal"
+    with pytest.raises(ValueError, match="needs the simulator"):
+        Graph("camera", close_loop=True)
     with pytest.raises(ValueError, match="num_candidates"):
         Graph("sim", overrides={"planner": {"num_candidates": 0}})
     with pytest.raises(ValueError, match="not in the sim graph"):

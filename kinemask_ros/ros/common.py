@@ -42,7 +42,7 @@ class ConfigParameters:
     def __init__(self, node, default_config, read_only: tuple[str, ...] = (), on_change: Callable | None = None):
         self.node = node
         self.on_change = on_change
-        doc = type(default_config).__doc__ or ""
+        doc = "\n".join(c.__doc__ or "" for c in type(default_config).__mro__)
         for name, value in config_to_params(default_config).items():
             desc = ParameterDescriptor(description=_field_doc(doc, name), dynamic_typing=True, read_only=name in read_only)
             node.declare_parameter(name, value, desc)

@@ -42,7 +42,14 @@ def _device(owner: str, v: str) -> None:
 
 @dataclass(frozen=True)
 class _CameraFields:
-    """Camera geometry shared by the nodes that map table points to pixels (see :class:`CameraConfig`)."""
+    """Camera geometry shared by the nodes that map table points to pixels (see :class:`CameraConfig`).
+
+    Attributes:
+        camera_fov_deg: vertical field of view [deg] (square pixels; intrinsics K follow from it and the image size).
+        camera_eye: camera position in the table frame [m].
+        camera_target: table point the optical axis passes through [m].
+        camera_up: table-frame direction that appears "up" in the image.
+    """
 
     camera_fov_deg: float = CameraConfig.fov_deg
     camera_eye: tuple[float, ...] = CameraConfig.eye
@@ -66,7 +73,15 @@ class _CameraFields:
 
 @dataclass(frozen=True)
 class _ScoreFields:
-    """Weights of the named cost terms (:data:`kinemask_ros.scoring.TERM_NAMES`)."""
+    """Weights of the named cost terms (:data:`kinemask_ros.scoring.TERM_NAMES`).
+
+    Attributes:
+        weight_goal_distance: weight of the target's final distance to the goal [per m].
+        weight_disturbance: weight of the summed displacement of the other objects [per m].
+        weight_workspace: weight of how far objects end outside the workspace [per m].
+        weight_disagreement: weight of the spread of the target's final position across samples [per m].
+        weight_effort: weight of the stroke length [per m].
+    """
 
     weight_goal_distance: float = ScoreConfig().weights["goal_distance"]
     weight_disturbance: float = ScoreConfig().weights["disturbance"]
@@ -84,7 +99,14 @@ class _ScoreFields:
 
 @dataclass(frozen=True)
 class _ContactFields:
-    """Contact model and clip timing (see :class:`kinemask_ros.contact.ContactModelConfig`)."""
+    """Contact model and clip timing (see :class:`kinemask_ros.contact.ContactModelConfig`).
+
+    Attributes:
+        frame_dt_s: seconds between rollout frames (the world model's training data: 0.08).
+        object_height: nominal object height [m]; masks are read at half of it.
+        pusher_radius: pusher disk radius [m].
+        friction_coefficient: pusher-object friction of the contact model's friction cone.
+    """
 
     frame_dt_s: float = 0.08
     object_height: float = 0.03

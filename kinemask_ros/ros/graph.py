@@ -8,6 +8,7 @@ parameters to a ROS parameter file, forwards Ctrl-C / SIGTERM and stops all node
     kinemask-graph                                   # simulator + segmentation + world model + planner
     kinemask-graph --mode camera --camera-topic /camera/color/image_raw
     kinemask-graph --checkpoint runs/wm --set planner.num_candidates=32 --set sim_bridge.rate_hz=15
+    kinemask-graph --close-loop        # the simulator executes the planner's best push, plans once per goal
 
 The parameter tables below are kept equal to the launch files by ``tests/test_ros_launch.py``.
 """
@@ -116,8 +117,14 @@ class Graph:
 
     def __init__(self, mode: str = "sim", checkpoint: str = "", device: str = "cpu", overrides: dict[str, dict] | None = None,
                  camera_topic: str = "", namespace: str = "", env: dict | None = None, stdout=None, stderr=None,
-                 workdir: str | Path | None = None):
+                 workdir: str | Path | None = None, close_loop: bool = False):
         self.mode = mode
+        if close_loop:
+            if mode != "sim":
+                raise ValueError("--close-loop needs the simulator (--mode sim)")
+            overrides = copy.deepcopy(overrides or {})
+            overrides.setdefault("planner", {}).setdefault("replan", "on_goal")
+        self.close_loop = close_loop
         self.params = graph_parameters(mode, checkpoint, device, overrides)
         validate_parameters(mode, self.params)
         self.camera_topic = camera_topic
@@ -148,6 +155,8 @@ class Graph:
                 cmd += ["-r", f"__ns:={self.namespace}"]
             if spec.remap_camera and self.camera_topic:
                 cmd += ["-r", f"camera/image_raw:={self.camera_topic}"]
+            if self.close_loop and spec.name == "sim_bridge":
+                cmd += ["-r", "sim/execute_push:=planner/best_push"]
             out[spec.name] = cmd
         return out
 
@@ -199,12 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--camera-topic", default="", help="remap the nodes' camera/image_raw to this topic")
     p.add_argument("--namespace", default="", help="ROS namespace for every node")
+    p.add_argument("--close-loop", action="store_true",
+                   help="sim: execute the planner's best push in the simulator (sim/execute_push:=planner/best_push, planner.replan=on_goal)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter (repeatable)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
     p.add_argument("--print", action="store_true", help="print the node commands and parameters, start nothing")
     a = p.parse_args(argv)
     try:
-        g = Graph(a.mode, a.checkpoint, a.device, parse_set(a.set), a.camera_topic, a.namespace)
+        g = Graph(a.mode, a.checkpoint, a.device, parse_set(a.set), a.camera_topic, a.namespace, close_loop=a.close_loop)
     except ValueError as e:
         print(f"kinemask-graph: {e}", file=sys.stderr)
         return 2

@@ -5,9 +5,10 @@ Inputs: ``camera/image_raw`` (sensor_msgs/Image) paired by stamp with ``segmenta
 (geometry_msgs/PointStamped in the ``table`` frame, reliable + transient local); the
 ``plan_push`` action (PlanPush: progress feedback per planner iteration, cancellable).
 
-Outputs: ``planner/candidates`` (ScoredCandidateArray, all evaluated candidates best first),
-``planner/best_push`` (PushStroke) and ``planner/rollouts`` (PredictedRollout with frames for the
-``rollout_top_k`` best candidates), all reliable.
+Outputs: ``planner/candidates`` (ScoredCandidateArray, all evaluated candidates best first) and
+``planner/best_push`` (PushStroke) as soon as the ranking is known, then ``planner/rollouts``
+(PredictedRollout with frames for the ``rollout_top_k`` best candidates; rendering them with the
+video model takes longer than planning, so it never delays the ranking), all reliable.
 
 The world model runs in this process (:class:`kinemask_ros.planning.PushPlanner`): a planner
 asks for hundreds of rollouts per decision, and in-process calls avoid serialising them (the
@@ -23,7 +24,8 @@ import dataclasses
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from typing import Callable
 
 import numpy as np
 import torch
@@ -75,10 +77,12 @@ class Frame:
 
 @dataclasses.dataclass
 class Decision:
+    """A ranking, published at once; ``render`` makes the top-k rollouts' frames afterwards (slower)."""
+
     ranked: ScoredCandidateArray
-    rollouts: list[PredictedRollout]
     best: PushStrokeMsg | None
     message: str
+    render: Callable[[], list[PredictedRollout]] | None = None
 
 
 class PlannerNode(Node):
@@ -108,6 +112,7 @@ class PlannerNode(Node):
         self._goal: tuple[np.ndarray, float] | None = None
         self._goal_seq = 0
         self._stop = threading.Event()
+        self._jobs: deque = deque()  # rollout rendering, done by the worker after the ranking is out
         self.decisions = 0
 
         self.pub_candidates = self.create_publisher(ScoredCandidateArray, "planner/candidates", RELIABLE_QOS)
@@ -185,14 +190,20 @@ class PlannerNode(Node):
         seen_frame, seen_goal = 0, 0
         while not self._stop.is_set() and self.context.ok():
             with self._cv:
+                job = self._jobs.popleft() if self._jobs else None
+            if job is not None:
+                self._render(job)
+                continue
+            with self._cv:
                 cfg = self.config
                 if cfg.replan == "every_frame":
-                    self._cv.wait_for(lambda: self._stop.is_set() or (self._goal is not None and self._frame_seq != seen_frame), timeout=0.5)
-                    if self._stop.is_set() or self._goal is None or self._frame_seq == seen_frame:
+                    self._cv.wait_for(lambda: self._stop.is_set() or bool(self._jobs) or (self._goal is not None and self._frame_seq != seen_frame),
+                                      timeout=0.5)
+                    if self._stop.is_set() or self._jobs or self._goal is None or self._frame_seq == seen_frame:
                         continue
                 else:
-                    self._cv.wait_for(lambda: self._stop.is_set() or self._goal_seq != seen_goal, timeout=0.5)
-                    if self._stop.is_set() or self._goal_seq == seen_goal:
+                    self._cv.wait_for(lambda: self._stop.is_set() or bool(self._jobs) or self._goal_seq != seen_goal, timeout=0.5)
+                    if self._stop.is_set() or self._jobs or self._goal_seq == seen_goal:
                         continue
                     seen_goal = self._goal_seq
                     goal_t = self._goal[1]
@@ -219,21 +230,39 @@ class PlannerNode(Node):
                 continue
             self._publish(d)
 
+    def _ok(self) -> bool:
+        return not self._stop.is_set() and self.context.ok()
+
     def _publish(self, d: Decision) -> None:
-        if self._stop.is_set() or not self.context.ok():
+        """Ranking and best push now; the rollouts' frames are rendered next by the worker."""
+        if not self._ok():
             return  # shutting down: the context may already be invalid
         try:
             self.pub_candidates.publish(d.ranked)
             if d.best is not None:
                 self.pub_best.publish(d.best)
-            for r in d.rollouts:
-                self.pub_rollouts.publish(r)
         except Exception as e:  # context shut down between the check and the publish
             if self.context.ok():
                 raise
             self.get_logger().debug(f"not published (shutting down): {e}")
             return
         self.decisions += 1
+        if d.render is not None:
+            with self._cv:
+                self._jobs.append(d.render)
+                self._cv.notify_all()
+
+    def _render(self, job) -> None:
+        try:
+            with self._plan_lock:
+                rollouts = job()
+            for r in rollouts:
+                if not self._ok():
+                    return
+                self.pub_rollouts.publish(r)
+        except Exception as e:
+            if self._ok():
+                warn_throttled(self, self._throttle, "render", f"rendering rollouts failed: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ action
     def _execute(self, gh) -> PlanPush.Result:
@@ -371,22 +400,20 @@ class PlannerNode(Node):
         out = planner.plan(rgb, slots, slot_target, goal, dynamics=dynamics)
         if cancelled is not None and cancelled():
             raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
-        # rollouts with frames for the best k
+        # rollouts with frames for the best k: rendered after the ranking is published
         order = [int(i) for i in out.order]
         top = out.top(cfg.rollout_top_k) if cfg.rollout_top_k else []
         rank_of = {i: r for r, i in enumerate(order)}
-        rollouts: list[PredictedRollout] = []
-        rollout_idx: dict[int, int] = {}
-        if top:
-            if feedback is not None:
-                feedback(progress["it"], total_it, progress["done"], progress["best"], "scoring")
+        rollout_idx = {i: j for j, i in enumerate(top)}
+
+        def render() -> list[PredictedRollout]:
             rf = rollout_frames(pipe, planner.contact, rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
                                 cfg.video_inference_steps, gen)
             dt = cfg.frame_dt_s * wc.video_frame_stride
-            for j, i in enumerate(top):
-                rollout_idx[i] = j
-                rollouts.append(rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, labels, id_map,
-                                            f"candidate {rank_of[i]} imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})"))
+            return [rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, labels, id_map,
+                                f"candidate {rank_of[i]} imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})")
+                    for j, i in enumerate(top)]
+
         weights = {k: float(pc.score.weights.get(k, 0.0)) for k in out.scores.terms}
         arr = ScoredCandidateArray(planner=method, world_model=checkpoint_name(cfg.checkpoint), iterations=int(out.iterations),
                                    num_rollouts=int(len(out.strokes) * cfg.num_samples))
@@ -404,7 +431,7 @@ class PlannerNode(Node):
                else (out.message or "no valid candidate"))
         if feedback is not None:
             feedback(progress["it"], total_it, progress["done"], progress["best"], "done")
-        return Decision(arr, rollouts, best, msg)
+        return Decision(arr, best, msg, render if top else None)
 
 
 def main(args=None) -> int:
