@@ -258,3 +258,26 @@ def test_rollout_frames_video_and_track_warp(tiny_pipeline, scene_frame):
     inside = (rows + 1 < 32) & (cols + 3 < 32)
     assert set(zip(rr, cc)) == set(zip(rows[inside] + 1, cols[inside] + 3))
     np.testing.assert_array_equal(masks[0, 0], mask)
+
+
+def test_segmentation_node_target_selection():
+    from kinemask_ros.ros.config import SegmentationNodeConfig
+    from kinemask_ros.ros.segmentation_node import select
+    from kinemask_ros.segmentation import Segmentation
+
+    ids = np.zeros((8, 8), np.uint8)
+    ids[1:3, 1:3] = 1
+    ids[5:7, 5:7] = 2
+    seg = Segmentation.from_instance_ids(ids, labels=["red", "blue"])
+    assert select(seg, SegmentationNodeConfig())[0] == 0
+    assert select(seg, SegmentationNodeConfig(target_id=2)) == (2, "id 2")
+    t, why = select(seg, SegmentationNodeConfig(target_id=9))
+    assert t == 0 and "id 9 not in the image (ids: [1, 2])" in why
+    assert select(seg, SegmentationNodeConfig(target_pixel=(6.0, 6.0)))[0] == 2
+    assert select(seg, SegmentationNodeConfig(target_pixel=(4.0, 0.5)))[0] == 1  # nearest object to a background pixel
+    t, why = select(seg, SegmentationNodeConfig(target_pixel=(40.0, 4.0)))
+    assert t == 0 and "outside" in why
+    assert select(seg, SegmentationNodeConfig(target_label="the blue box"))[0] == 2
+    assert select(seg, SegmentationNodeConfig(target_id=1), label_override="blue cylinder")[0] == 2  # the topic wins
+    t, why = select(seg, SegmentationNodeConfig(target_label="green"))
+    assert t == 0 and "no object labelled 'green'" in why

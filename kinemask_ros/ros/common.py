@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import fields
@@ -109,12 +112,24 @@ def torch_setup(threads: int) -> None:
         torch.set_num_threads(int(threads))
 
 
+def _watch_parent(pid: int, period_s: float = 1.0) -> None:
+    """SIGINT ourselves (rclpy's clean shutdown path) when the launching process ``pid`` is gone."""
+    while True:
+        time.sleep(period_s)
+        if os.getppid() != pid:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+
+
 def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int:
     """``rclpy.init``, build the node, spin a :class:`MultiThreadedExecutor`, clean up; the console scripts' body.
 
     Returns 2 (after printing the reason) when the node's parameters are invalid.
     """
     rclpy.init(args=args if args is not None else sys.argv)
+    parent = os.environ.get("KINEMASK_PARENT_PID", "")
+    if parent.isdigit():  # started by kinemask-graph: do not outlive it
+        threading.Thread(target=_watch_parent, args=(int(parent),), daemon=True).start()
     node = None
     code = 0
     try:
@@ -132,8 +147,11 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # pragma: no cover - logged for the operator
-        traceback.print_exc()
-        code = 1
+        if node is not None and not node.context.ok():
+            pass  # the context was shut down (signal) while the executor was waiting: a normal stop
+        else:
+            traceback.print_exc()
+            code = 1
     finally:
         if node is not None:
             close = getattr(node, "close", None)

@@ -132,6 +132,8 @@ class SegmentationNodeConfig:
             (std_msgs/String) overrides the label at run time.
         background_threshold, color_threshold, min_area, max_objects: the classical segmenter
             (:class:`kinemask_ros.segmentation.classical.ClassicalConfig`).
+        track_ids: keep object ids stable from frame to frame (:class:`~kinemask_ros.segmentation.TrackedSegmenter`),
+            so that ``target_id`` names the same object over a stream.
     """
 
     rate_hz: float = 30.0
@@ -142,9 +144,12 @@ class SegmentationNodeConfig:
     color_threshold: float = 0.06
     min_area: int = 3
     max_objects: int = 254
+    track_ids: bool = True
 
     def __post_init__(self) -> None:
         o = "SegmentationNodeConfig"
+        if not isinstance(self.track_ids, bool):
+            raise ValueError(f"{o}.track_ids must be a bool, got {self.track_ids!r}")
         _finite(o, "rate_hz", self.rate_hz, 0.0, 1000.0, lo_open=True)
         _int(o, "target_id", self.target_id, 0, 254)
         if len(self.target_pixel) not in (0, 2) or not all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in self.target_pixel):

@@ -162,7 +162,11 @@ class Graph:
 
     def start(self) -> "Graph":
         for name, cmd in self.commands().items():
-            self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=self.stdout, stderr=self.stderr)
+            # Own process group: a terminal's Ctrl-C reaches only kinemask-graph, which forwards one
+            # SIGINT. KINEMASK_PARENT_PID makes a node stop by itself if kinemask-graph dies.
+            group = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+            env = dict(self.env, KINEMASK_PARENT_PID=str(os.getpid()))
+            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=self.stderr, **group)
         return self
 
     def poll(self) -> dict[str, int | None]:

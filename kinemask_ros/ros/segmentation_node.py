@@ -26,6 +26,7 @@ from kinemask_ros.ros.config import SegmentationNodeConfig
 from kinemask_ros.ros.messages import check_rgb_msg, ids_to_msg, rgb_from_msg
 from kinemask_ros.segmentation.classical import ClassicalSegmenter
 from kinemask_ros.segmentation.targets import select_by_id, select_by_label, select_by_point
+from kinemask_ros.segmentation.tracking import TrackedSegmenter
 from kinemask_ros_interfaces.msg import DetectedObject, DetectedObjects
 
 
@@ -53,7 +54,7 @@ class SegmentationNode(Node):
     def __init__(self, **kwargs):
         super().__init__("segmentation", **kwargs)
         self.params = ConfigParameters(self, SegmentationNodeConfig(), on_change=self._on_change)
-        self.segmenter = ClassicalSegmenter(self.params.config.segmenter_config())
+        self.segmenter = self._make_segmenter(self.params.config)
         self._throttle = Throttle()
         self._lock = threading.Lock()
         self._latest: Image | None = None
@@ -66,14 +67,19 @@ class SegmentationNode(Node):
         self.create_subscription(String, "target_label", self._on_label, LATCHED_QOS)
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._timer = self.create_timer(1.0 / self.params.config.rate_hz, self._tick, callback_group=self._work_group)
-        self.get_logger().info(f"segmentation node ready ({self.segmenter!r})")
+        self.get_logger().info(f"segmentation node ready (classical segmenter, ids {'tracked' if self.config.track_ids else 'per frame'})")
 
     @property
     def config(self) -> SegmentationNodeConfig:
         return self.params.config
 
+    @staticmethod
+    def _make_segmenter(cfg: SegmentationNodeConfig):
+        seg = ClassicalSegmenter(cfg.segmenter_config())
+        return TrackedSegmenter(seg) if cfg.track_ids else seg
+
     def _on_change(self, old: SegmentationNodeConfig, new: SegmentationNodeConfig) -> None:
-        self.segmenter = ClassicalSegmenter(new.segmenter_config())
+        self.segmenter = self._make_segmenter(new)
         if new.rate_hz != old.rate_hz:
             self._timer.timer_period_ns = int(1e9 / new.rate_hz)
             self._timer.reset()
