@@ -11,6 +11,7 @@ setup(
     packages=[
         "kinemask_ros",
         "kinemask_ros.envs",
+        "kinemask_ros.world_model",
         "kinemask_ros.ros",
         "kinemask_ros.segmentation",
         "kinemask_ros.policies",
@@ -21,7 +22,8 @@ setup(
         "kinemask_ros.policies": "policies",
         "kinemask_ros.sim_bridge": "sim_bridge",
     },
-    package_data={"kinemask_ros": ["checkpoints/*/*.json", "checkpoints/*/*.safetensors", "checkpoints/*/*.md"]},
+    package_data={"kinemask_ros": ["checkpoints/*/*.json", "checkpoints/*/*.md", "checkpoints/*/*.png",
+                                   "checkpoints/*/*/*.json", "checkpoints/*/*/*.safetensors"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/kinemask_ros"]),
         ("share/kinemask_ros", ["package.xml"]),
@@ -42,6 +44,8 @@ setup(
     entry_points={
         "console_scripts": [
             "kinemask-generate = kinemask_ros.sim_bridge.dataset:main",
+            "kinemask-train = kinemask_ros.world_model.train:main",
+            "kinemask-demo = kinemask_ros.demo:main",
             "kinemask-segmentation-node = kinemask_ros.ros.segmentation_node:main",
             "kinemask-world-model-node = kinemask_ros.ros.world_model_node:main",
             "kinemask-planner-node = kinemask_ros.ros.planner_node:main",

@@ -160,15 +160,16 @@ def track_metrics(d: dict, pred: np.ndarray, idx: np.ndarray) -> dict:
             "direction_acc": float(np.mean(hit_dir)) if hit_dir else None, "motion_fidelity": stat(mf)}
 
 
-def video_metrics(pipe: KineMaskPipeline, d: dict, idx: np.ndarray, steps: int, seed: int = 0) -> tuple[dict, np.ndarray]:
+def video_metrics(pipe: KineMaskPipeline, d: dict, idx: np.ndarray, steps: int, seed: int = 0, mode: str = "refine",
+                  strength: float = 0.3) -> tuple[dict, np.ndarray]:
     """PSNR/SSIM (frames 1..), per-frame mask IoU, and pushed-object error from the video's masks."""
     K, T, s = pipe.config.max_objects, pipe.config.num_frames, pipe.config.video_frame_stride
     g = torch.Generator().manual_seed(seed)
     ps, ss, ious, errs, vids = [], [], [], [], []
     for b in range(0, len(idx), 16):
         ii = idx[b : b + 16]
-        out = pipe(**episode_inputs(d, ii, K, T), num_samples=1, num_inference_steps=4, return_video=True,
-                   video_inference_steps=steps, generator=g)
+        out = pipe(**episode_inputs(d, ii, K, T), num_samples=1, num_inference_steps=8, return_video=True,
+                   video_inference_steps=steps, video_mode=mode, video_strength=strength, generator=g)
         fr = out.frames.numpy()
         om = out.object_masks.numpy()
         for j, n in enumerate(ii):
@@ -276,26 +277,26 @@ def main(argv: list[str] | None = None) -> int:
     video_rows = {"copy-first-frame": copy_frame_video_metrics(d, vid_idx, T, pipe.config.video_frame_stride)}
     gif_rows = {}
     ck = Path(a.checkpoint) if a.checkpoint else None
-    from kinemask_ros.world_model.networks import VideoDenoiser
+    from kinemask_ros.world_model.networks import VideoDenoiser  # noqa: E402
 
-    for label, sub in (("video stage 1+2 (first-frame V)", "video"), ("video stage 1 only (first-frame V)", "video_stage1")):
-        root = ck if ck is not None else None
-        if root is not None and not (root / sub).exists():
-            continue
-        if root is None and sub != "video":
-            from kinemask_ros.world_model.pipeline import EMBEDDED_CHECKPOINT
+    root = ck
+    if root is None:
+        from kinemask_ros.world_model.pipeline import EMBEDDED_CHECKPOINT
 
-            if not (EMBEDDED_CHECKPOINT / sub).exists():
-                continue
-            root = EMBEDDED_CHECKPOINT
-        if root is not None:
-            pipe.video_model = VideoDenoiser.from_pretrained(root / sub).eval()
-        if pipe.video_model is None:
+        root = EMBEDDED_CHECKPOINT
+    runs = [("track draft, no diffusion", "video", "draft"),
+            ("video refine: track draft + denoiser (stage 1+2)", "video", "refine"),
+            ("video generate, first-frame V only (stage 1+2)", "video", "generate"),
+            ("video generate, first-frame V only (stage 1 only)", "video_stage1", "generate")]
+    for label, sub, mode in runs:
+        if not (root / sub).exists():
             continue
+        pipe.video_model = VideoDenoiser.from_pretrained(root / sub, low_cpu_mem_usage=False).eval()
         tv = time.perf_counter()
-        video_rows[label], vids = video_metrics(pipe, d, vid_idx, a.video_steps)
-        timings[f"{label} s/video ({a.video_steps} steps)"] = (time.perf_counter() - tv) / len(vid_idx)
+        video_rows[label], vids = video_metrics(pipe, d, vid_idx, a.video_steps if mode == "generate" else 6, mode=mode)
+        timings[f"{label} s/video"] = (time.perf_counter() - tv) / len(vid_idx)
         gif_rows[label] = vids
+    pipe.video_model = VideoDenoiser.from_pretrained(root / "video", low_cpu_mem_usage=False).eval() if (root / "video").exists() else None
     timings["rank 64 candidates x 4 samples, 8 steps [s]"] = time_ranking(pipe, d, 64, 4, a.steps)
     timings["rank 64 candidates x 1 sample, 8 steps [s]"] = time_ranking(pipe, d, 64, 1, a.steps)
     result = {"machine": machine(), "checkpoint": str(a.checkpoint or "embedded"), "eval_data": a.eval_data,

@@ -202,3 +202,45 @@ def test_episode_tensors_shapes(tmp_path):
     assert torch.equal(b["velocity"][0, 0, 2] > 0, torch.from_numpy((ids >= 1) & (ids <= 4)))
     with pytest.raises(ValueError, match="model config"):
         EpisodeTensors(et.data, replace(TINY, height=64, width=64))
+
+
+def test_draft_video_moves_objects_along_tracks():
+    from kinemask_ros.world_model.draft import draft_video, shift_image, velocity_mask_from_draft
+
+    img = torch.full((1, 3, 16, 16), 0.2)
+    slots = torch.zeros(1, 2, 16, 16)
+    slots[0, 0, 2:4, 2:4] = 1
+    img[0, :, 2:4, 2:4] = torch.tensor([1.0, -1.0, -1.0])[:, None, None]
+    disp = torch.zeros(1, 2, 3, 2)
+    disp[0, 0, 1] = torch.tensor([3.0, 0.0])
+    disp[0, 0, 2] = torch.tensor([3.0, 5.0])
+    disp[0, 1] = float("nan")  # absent slot
+    d = draft_video(img, slots, disp)
+    assert d.shape == (1, 5, 3, 16, 16)
+    assert torch.equal(d[0, 3, 2] > 0, shift_image(slots[0, 0], 3, 5) > 0)
+    torch.testing.assert_close(d[0, :3, 2, 7, 5], torch.tensor([1.0, -1.0, -1.0]))
+    torch.testing.assert_close(d[0, :3, 2, 2, 2], torch.full((3,), 0.2))  # the hole is filled with the table colour
+    assert (d[0, 4] < 0).all()
+    assert shift_image(slots[0, 0], 20, 0).sum() == 0
+    v = velocity_mask_from_draft((d[:, 3:] > 0).float(), torch.ones(1, 2, 3, 2) * 2.0, v_max=4.0)
+    assert v.shape == (1, 3, 3, 16, 16) and float(v[0, 1, 0].max()) == 0.5 and float(v[0, 1, 2].sum()) == 4
+
+
+def test_pipeline_video_modes(tmp_path):
+    pipe = KineMaskPipeline.from_pretrained(tiny_checkpoint(tmp_path / "ck"))
+    inp = inputs(B=2)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    draft = pipe(**inp, num_inference_steps=2, return_video=True, video_mode="draft", generator=g())
+    refine = pipe(**inp, num_inference_steps=2, return_video=True, video_mode="refine", video_strength=0.3,
+                  video_inference_steps=2, generator=g())
+    gen = pipe(**inp, num_inference_steps=2, return_video=True, video_mode="generate", video_inference_steps=2, generator=g())
+    for out in (draft, refine, gen):
+        assert out.frames.shape == (2, 8, 3, 32, 32)
+    # refining from noise level 0.3 stays near the draft; generating from pure noise does not
+    d_ref = (refine.frames - draft.frames).abs().mean()
+    d_gen = (gen.frames - draft.frames).abs().mean()
+    assert d_ref < d_gen
+    with pytest.raises(ValueError, match="video_mode"):
+        pipe(**inp, num_inference_steps=1, return_video=True, video_mode="dream")
+    with pytest.raises(ValueError, match="video_strength"):
+        pipe(**inp, num_inference_steps=1, return_video=True, video_strength=0.0)

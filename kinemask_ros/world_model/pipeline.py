@@ -21,8 +21,10 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from kinemask_ros.world_model.config import WorldModelConfig
+from kinemask_ros.world_model.draft import draft_video, velocity_mask_from_draft
 from kinemask_ros.world_model.networks import TrackDenoiser, VideoDenoiser, video_condition
 
+VIDEO_MODES = ("refine", "draft", "generate")
 #: The world model that ships inside the package.
 EMBEDDED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "kinemask_embedded"
 
@@ -158,11 +160,22 @@ class KineMaskPipeline:
         cent = torch.stack([(slots * uu).sum((-1, -2)), (slots * vv).sum((-1, -2))], -1) / area.clamp_min(1)[..., None]
         return slots, v0, cent, area > 0
 
-    def _sample(self, fn, shape: tuple, num_inference_steps: int, generator) -> torch.Tensor:
-        """Euler flow-matching sampler: ``fn(x, t) -> velocity``, from noise of ``shape`` to a sample."""
+    def _sample(self, fn, shape: tuple, num_inference_steps: int, generator, start: torch.Tensor | None = None,
+                strength: float = 1.0) -> torch.Tensor:
+        """Euler flow-matching sampler: ``fn(x, t) -> velocity``, from noise of ``shape`` to a sample.
+
+        With ``start``, sampling begins at noise level ``strength`` from ``(1 - strength) * start +
+        strength * noise`` (SDEdit) and runs ``num_inference_steps`` steps down to 0.
+        """
         sched = copy.deepcopy(self.scheduler)
-        sched.set_timesteps(num_inference_steps, device=self.device)
-        x = torch.randn(shape, generator=generator, device=self.device)
+        noise = torch.randn(shape, generator=generator, device=self.device)
+        if start is None:
+            sched.set_timesteps(num_inference_steps, device=self.device)
+            x = noise
+        else:
+            sigmas = np.linspace(strength, 0.0, num_inference_steps + 1)[:-1]
+            sched.set_timesteps(sigmas=sigmas.tolist(), device=self.device)
+            x = (1 - strength) * start + strength * noise
         for t in sched.timesteps:
             out = fn(x, t.expand(shape[0]).to(self.device))
             x = sched.step(out, t, x).prev_sample
@@ -173,7 +186,8 @@ class KineMaskPipeline:
     def __call__(self, image: torch.Tensor, instance_mask: torch.Tensor, velocities: torch.Tensor | None = None,
                  driver: torch.Tensor | None = None, text: torch.Tensor | None = None, num_samples: int = 1,
                  num_inference_steps: int = 8, return_video: bool = False, video_inference_steps: int = 10,
-                 video_indices: list[int] | None = None, generator: torch.Generator | None = None) -> RolloutOutput:
+                 video_indices: list[int] | None = None, video_mode: str = "refine", video_strength: float = 0.3,
+                 generator: torch.Generator | None = None) -> RolloutOutput:
         """Imagine ``B`` pushes.
 
         Args:
@@ -187,6 +201,14 @@ class KineMaskPipeline:
             return_video: also render frames + object masks with the video model.
             video_indices: batch items that get a video (default all); ``frames``/``object_masks``
                 hold only these items, in this order (e.g. the planner's top-k).
+            video_mode: ``"refine"`` (default): Mask2IV-style - a draft made by moving the objects
+                along the sampled tracks is refined by the video denoiser from noise level
+                ``video_strength``, with the velocity mask rebuilt on every frame from the draft.
+                ``"draft"``: the draft alone (no diffusion; a baseline and a cheap preview).
+                ``"generate"``: pure KineMask inference - generate from noise with the velocity
+                mask on frame 0 only (measured: needs far more training than the embedded model
+                had; see docs/world_model.md).
+            video_strength: starting noise level in (0, 1] of the ``"refine"`` mode.
             generator: ``torch.Generator`` for determinism.
         """
         cfg = self.config
@@ -214,21 +236,42 @@ class KineMaskPipeline:
         out = RolloutOutput(tracks=tracks, present=present)
         # 4. optional video
         if return_video:
-            if self.video_model is None:
-                raise ValueError("this checkpoint has no video model (video/ directory); call with return_video=False")
+            if self.video_model is None and video_mode != "draft":
+                raise ValueError("this checkpoint has no video model (video/ directory); call with return_video=False "
+                                 "or video_mode='draft'")
             idx = list(range(B)) if video_indices is None else list(video_indices)
             if any(not 0 <= i < B for i in idx):
                 raise ValueError(f"video_indices must be in [0, {B}), got {idx}")
+            if video_mode not in VIDEO_MODES:
+                raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {video_mode!r}")
+            if not 0.0 < video_strength <= 1.0:
+                raise ValueError(f"video_strength must be in (0, 1], got {video_strength!r}")
             Tv, s = cfg.video_frames, cfg.video_frame_stride
-            vel = None
-            if cfg.uses_velocity:
-                vel = torch.zeros(len(idx), Tv, 3, cfg.height, cfg.width, device=dev)
-                vel[:, 0] = v0[idx]  # KineMask inference: frame 0 only
-            drv = driver[idx][:, ::s] if cfg.uses_driver else None
-            vcond = video_condition(img[idx], slots[idx], vel, drv, Tv)
             txt = text[idx] if text is not None else None
-            xv = self._sample(lambda z, t: self.video_model(z, t, vcond, txt), (len(idx), 3 + K, Tv, cfg.height, cfg.width),
-                              video_inference_steps, generator)
+            drv = driver[idx][:, ::s] if cfg.uses_driver else None
+            shape = (len(idx), 3 + K, Tv, cfg.height, cfg.width)
+            if video_mode == "generate":
+                vel = None
+                if cfg.uses_velocity:
+                    vel = torch.zeros(len(idx), Tv, 3, cfg.height, cfg.width, device=dev)
+                    vel[:, 0] = v0[idx]  # KineMask inference: frame 0 only
+                vcond = video_condition(img[idx], slots[idx], vel, drv, Tv)
+                xv = self._sample(lambda z, t: self.video_model(z, t, vcond, txt), shape, video_inference_steps, generator)
+            else:
+                mean = tracks[idx].mean(1)  # (n, K, T, 2)
+                disp = (mean - mean[:, :, :1])[:, :, ::s]
+                draft = draft_video(img[idx], slots[idx], disp)
+                vel = None
+                if cfg.uses_velocity:
+                    step_v = torch.diff(mean, dim=2, append=mean[:, :, -1:])[:, :, ::s]  # px/frame at stride 1
+                    vel = velocity_mask_from_draft((draft[:, 3:] > 0).float(), step_v, cfg.v_max)
+                    vel[:, 0] = v0[idx]
+                vcond = video_condition(img[idx], slots[idx], vel, drv, Tv)
+                if video_mode == "draft":
+                    xv = draft
+                else:
+                    xv = self._sample(lambda z, t: self.video_model(z, t, vcond, txt), shape, video_inference_steps, generator,
+                                      start=draft, strength=video_strength)
             xv = xv.transpose(1, 2)  # (n, Tv, 3+K, H, W)
             frames = ((xv[:, :, :3] + 1) / 2).clamp(0, 1)
             frames[:, 0] = image[idx]
