@@ -22,6 +22,7 @@ import torch
 
 import kinemask_ros  # noqa: F401  (registers the envs)
 from kinemask_ros.planning import PlannerConfig, PushPlanner
+from kinemask_ros.scoring import ScoreConfig
 from kinemask_ros.policies.baselines import HeuristicPolicy, RandomPolicy, SimulatorDynamics
 from kinemask_ros.policies.mpc import MPCController
 from kinemask_ros.envs.scenarios import blocked_scene_options
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="wm-cem,wm-mppi,oracle,heuristic,random")
     p.add_argument("--candidates", type=int, default=64, help="samples per planner iteration")
     p.add_argument("--blocked-fraction", type=float, default=0.5, help="share of episodes rebuilt with an obstacle in the straight path")
+    p.add_argument("--disturbance-weight", type=float, default=None, help="override the planner's disturbance cost weight")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -102,14 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = KineMaskPipeline.from_pretrained(a.checkpoint, load_video=False)
     env = gym.make("KineMaskPush-v0")
+    multi = gym.make("KineMaskPush-v0", num_objects=(2, 4))  # blocked scenes need a second object
     seeds = list(range(a.first_seed, a.first_seed + a.episodes))
     options: dict[int, dict | None] = {}
     blocked_seeds = set()
     for i, s in enumerate(seeds):
-        options[s] = blocked_scene_options(env, s) if i < round(a.blocked_fraction * len(seeds)) else None
+        options[s] = blocked_scene_options(multi, s) if i < round(a.blocked_fraction * len(seeds)) else None
         env.reset(seed=s, options=options[s])
         if blocked(env):
             blocked_seeds.add(s)
+    multi.close()
     results: dict[str, list] = {}
     t_all = time.perf_counter()
     for method in a.methods.split(","):
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = dataclasses.replace(cfg, cem=dataclasses.replace(cfg.cem, num_samples=a.candidates),
                                   mppi=dataclasses.replace(cfg.mppi, num_samples=a.candidates))
+        if a.disturbance_weight is not None:
+            cfg = dataclasses.replace(cfg, score=ScoreConfig(weights={**cfg.score.weights, "disturbance": a.disturbance_weight}))
         planner = PushPlanner(CameraModel(env.unwrapped.scene.camera.config), cfg, pipe)
         rows = []
         t0 = time.perf_counter()
@@ -146,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     oracle_sr = table.get("oracle", {}).get("success_rate")
 
     res = {"machine": machine(), "episodes": a.episodes, "seeds": [seeds[0], seeds[-1]], "blocked_episodes": len(blocked_seeds),
-           "max_pushes": a.max_pushes, "candidates_per_iteration": a.candidates, "summary": table, "episodes_detail": results,
+           "max_pushes": a.max_pushes, "candidates_per_iteration": a.candidates, "score_weights": dict(cfg.score.weights),
+           "summary": table, "episodes_detail": results,
            "wall_s": time.perf_counter() - t_all}
     (out / "planning.json").write_text(json.dumps(res, indent=1))
     lines = [f"# Planning on KineMaskPush-v0 ({res['machine']})", "",
