@@ -24,7 +24,7 @@ TERM_NAMES = ("goal_distance", "disturbance", "workspace", "disagreement", "effo
 class ScoreConfig:
     """Weights of the cost terms and the workspace margin."""
 
-    weights: dict = field(default_factory=lambda: {"goal_distance": 1.0, "disturbance": 1.0, "workspace": 2.0,
+    weights: dict = field(default_factory=lambda: {"goal_distance": 1.0, "disturbance": 3.0, "workspace": 2.0,
                                                    "disagreement": 0.2, "effort": 0.02})
     workspace_margin_px: float = 1.0
 
