@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scene", choices=["blocked", "random"], default="blocked",
                    help="blocked: another object sits in the straight path to the goal")
     p.add_argument("--planner", choices=["cem", "mppi", "random"], default="cem")
-    p.add_argument("--pushes", type=int, default=3, help="maximum pushes (MPC steps)")
+    p.add_argument("--pushes", type=int, default=5, help="maximum pushes (MPC steps)")
     p.add_argument("--top-k", type=int, default=3, help="candidates imagined as video")
     p.add_argument("--checkpoint", default=None, help="world-model directory (default: the embedded one)")
     p.add_argument("--device", default="cpu")

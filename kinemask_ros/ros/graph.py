@@ -175,7 +175,7 @@ class Graph:
     def pids(self) -> dict[str, int]:
         return {n: p.pid for n, p in self.procs.items()}
 
-    def stop(self, timeout_s: float = 10.0) -> dict[str, int | None]:
+    def stop(self, timeout_s: float = 30.0) -> dict[str, int | None]:
         """SIGINT every node, then SIGTERM / SIGKILL whatever is still running."""
         for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             alive = [p for p in self.procs.values() if p.poll() is None]
