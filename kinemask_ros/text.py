@@ -109,7 +109,7 @@ def object_names(image, instance_mask, palette: dict[str, tuple[float, float, fl
     import numpy as np
 
     if palette is None:
-        from kinemask_ros.sim_bridge.scene import PALETTE as palette  # noqa: N811
+        from kinemask_ros.palette import PALETTE as palette  # noqa: N811
     img = np.asarray(image, float) / 255.0
     m = np.asarray(instance_mask)
     names = {}

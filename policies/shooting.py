@@ -54,6 +54,14 @@ def _sorted(params: np.ndarray, costs: np.ndarray, iterations: int, info: dict |
     return PlanResult(params[order], costs[order], iterations, len(costs), info or {})
 
 
+def _initial(init: np.ndarray | None, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` first-iteration candidates: the given ``init`` rows, topped up with uniform samples."""
+    p = np.asarray(init, float)[:n] if init is not None else np.empty((0, dim))
+    if len(p) < n:
+        p = np.concatenate([p, rng.uniform(-1, 1, (n - len(p), dim))])
+    return p
+
+
 def _check_int(name: str, v, lo: int = 1) -> None:
     if not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
@@ -74,10 +82,7 @@ class RandomShooting:
         self.config = config or RandomShootingConfig()
 
     def plan(self, cost_fn: CostFn, dim: int, rng: np.random.Generator, init: np.ndarray | None = None) -> PlanResult:
-        n = self.config.num_samples
-        params = np.asarray(init, float)[:n] if init is not None else np.empty((0, dim))
-        if len(params) < n:
-            params = np.concatenate([params, rng.uniform(-1, 1, (n - len(params), dim))])
+        params = _initial(init, self.config.num_samples, dim, rng)
         return _sorted(params, _evaluate(cost_fn, params), 1)
 
 
@@ -120,9 +125,7 @@ class CEM:
         std = np.full(dim, cfg.init_std)
         for it in range(cfg.iterations):
             if it == 0 and init is not None:
-                p = np.asarray(init, float)[: cfg.num_samples]
-                if len(p) < cfg.num_samples:
-                    p = np.concatenate([p, rng.uniform(-1, 1, (cfg.num_samples - len(p), dim))])
+                p = _initial(init, cfg.num_samples, dim, rng)
             else:
                 p = np.clip(mu + std * rng.standard_normal((cfg.num_samples, dim)), -1, 1)
             c = _evaluate(cost_fn, p)
@@ -172,9 +175,7 @@ class MPPI:
         mu = np.zeros(dim) if mean is None else np.asarray(mean, float)
         for it in range(cfg.iterations):
             if it == 0 and init is not None:
-                p = np.asarray(init, float)[: cfg.num_samples]
-                if len(p) < cfg.num_samples:
-                    p = np.concatenate([p, rng.uniform(-1, 1, (cfg.num_samples - len(p), dim))])
+                p = _initial(init, cfg.num_samples, dim, rng)
             else:
                 noise = np.clip(mu + cfg.noise_std * rng.standard_normal((cfg.num_samples - 1, dim)), -1, 1)
                 p = np.concatenate([mu[None], noise])  # the current mean is always evaluated

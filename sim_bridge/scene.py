@@ -18,24 +18,12 @@ import numpy as np
 import pybullet as pb
 
 from kinemask_ros.camera import CameraConfig, CameraModel
+from kinemask_ros.palette import PALETTE, PUSHER_RGB, TABLE_RGB  # PALETTE is re-exported for callers
 from kinemask_ros.push import PushBounds, PushStroke
 
 #: Instance id of the pusher in segmentation images (objects are 1..K, background 0).
 PUSHER_ID = 255
 
-#: Named colours (RGB in [0, 1]); names feed the text descriptions.
-PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (0.86, 0.14, 0.12),
-    "green": (0.16, 0.68, 0.22),
-    "blue": (0.14, 0.30, 0.92),
-    "yellow": (0.96, 0.84, 0.10),
-    "orange": (1.00, 0.50, 0.05),
-    "purple": (0.56, 0.20, 0.78),
-    "cyan": (0.10, 0.80, 0.86),
-    "pink": (0.98, 0.45, 0.72),
-}
-TABLE_RGB = (0.80, 0.77, 0.71)
-PUSHER_RGB = (0.22, 0.22, 0.24)
 SHAPES = ("box", "cylinder")
 
 

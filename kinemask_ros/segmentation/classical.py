@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kinemask_ros.palette import PALETTE, PUSHER_RGB
 from kinemask_ros.segmentation.core import (
     DEFAULT_MAX_PIXELS,
     MAX_OBJECT_ID,
@@ -46,19 +47,10 @@ except ImportError:  # pragma: no cover - exercised by forcing USE_SCIPY = False
 #: Set to False to force the numpy union-find (tests compare both paths).
 USE_SCIPY = _scipy_cc is not None
 
-#: Colour names for labels; the same values as the simulator's palette (``sim_bridge.scene.PALETTE``).
-DEFAULT_COLOR_NAMES: dict[str, tuple[float, float, float]] = {
-    "red": (0.86, 0.14, 0.12),
-    "green": (0.16, 0.68, 0.22),
-    "blue": (0.14, 0.30, 0.92),
-    "yellow": (0.96, 0.84, 0.10),
-    "orange": (1.00, 0.50, 0.05),
-    "purple": (0.56, 0.20, 0.78),
-    "cyan": (0.10, 0.80, 0.86),
-    "pink": (0.98, 0.45, 0.72),
-}
-#: The simulator's pusher colour (``sim_bridge.scene.PUSHER_RGB``).
-PUSHER_COLOR = (0.22, 0.22, 0.24)
+#: Colour names for labels: the simulator's palette (``kinemask_ros.palette``).
+DEFAULT_COLOR_NAMES: dict[str, tuple[float, float, float]] = dict(PALETTE)
+#: The simulator's pusher colour.
+PUSHER_COLOR = PUSHER_RGB
 
 
 @dataclass(frozen=True)
