@@ -85,7 +85,7 @@ def candidate_plot(path: Path, image: np.ndarray, plan, target_id: int, goal_px:
     ax.set_title("cost terms of the 20 best candidates")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
