@@ -11,6 +11,7 @@ reported separately ("blocked"). Writes ``OUT/planning.json`` and ``OUT/planning
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 import kinemask_ros  # noqa: F401  (registers the envs)
+from kinemask_ros.camera import CameraModel
 from kinemask_ros.planning import PlannerConfig, PushPlanner
 from kinemask_ros.scoring import ScoreConfig
 from kinemask_ros.policies.baselines import HeuristicPolicy, RandomPolicy, SimulatorDynamics
@@ -118,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     for method in a.methods.split(","):
         kind = {"wm-cem": "cem", "wm-mppi": "mppi", "oracle": "cem"}.get(method, "random")
-        from kinemask_ros.camera import CameraModel
-
         cfg = PlannerConfig(method=kind, seed=0)
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, cem=dataclasses.replace(cfg.cem, num_samples=a.candidates),
                                   mppi=dataclasses.replace(cfg.mppi, num_samples=a.candidates))
         if a.disturbance_weight is not None:

@@ -27,7 +27,8 @@ from kinemask_ros.metrics import centroids_from_masks, direction_correct, mask_i
 from kinemask_ros.push import PushStroke
 from kinemask_ros.sim_bridge.dataset import COLOR_NAMES, EVAL_SEED_OFFSET, GeneratorConfig, generate, load_dataset, load_manifest
 from kinemask_ros.sim_bridge.scene import SHAPES, ObjectSpec, SceneConfig, TabletopScene
-from kinemask_ros.world_model.pipeline import KineMaskPipeline
+from kinemask_ros.world_model.networks import VideoDenoiser
+from kinemask_ros.world_model.pipeline import EMBEDDED_CHECKPOINT, KineMaskPipeline
 
 HIT_MIN_MOVE_PX = 1.0
 
@@ -276,14 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                                       rng.choice(splits["free"], min(len(splits["free"]), a.video_episodes - a.video_episodes // 2), replace=False)]))
     video_rows = {"copy-first-frame": copy_frame_video_metrics(d, vid_idx, T, pipe.config.video_frame_stride)}
     gif_rows = {}
-    ck = Path(a.checkpoint) if a.checkpoint else None
-    from kinemask_ros.world_model.networks import VideoDenoiser  # noqa: E402
-
-    root = ck
-    if root is None:
-        from kinemask_ros.world_model.pipeline import EMBEDDED_CHECKPOINT
-
-        root = EMBEDDED_CHECKPOINT
+    root = Path(a.checkpoint) if a.checkpoint else EMBEDDED_CHECKPOINT
     runs = [("track draft, no diffusion", "video", "draft"),
             ("video refine: track draft + denoiser (stage 1+2)", "video", "refine"),
             ("video generate, first-frame V only (stage 1+2)", "video", "generate"),
@@ -296,7 +290,6 @@ def main(argv: list[str] | None = None) -> int:
         video_rows[label], vids = video_metrics(pipe, d, vid_idx, a.video_steps if mode == "generate" else 6, mode=mode)
         timings[f"{label} s/video"] = (time.perf_counter() - tv) / len(vid_idx)
         gif_rows[label] = vids
-    pipe.video_model = VideoDenoiser.from_pretrained(root / "video", low_cpu_mem_usage=False).eval() if (root / "video").exists() else None
     timings["rank 64 candidates x 4 samples, 8 steps [s]"] = time_ranking(pipe, d, 64, 4, a.steps)
     timings["rank 64 candidates x 1 sample, 8 steps [s]"] = time_ranking(pipe, d, 64, 1, a.steps)
     result = {"machine": machine(), "checkpoint": str(a.checkpoint or "embedded"), "eval_data": a.eval_data,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -217,12 +217,9 @@ class PushPlanner:
         if num_candidates is not None:
             if not 1 <= num_candidates <= cfg.max_candidates:
                 raise ValueError(f"num_candidates must be in [1, {cfg.max_candidates}], got {num_candidates}")
-            import dataclasses
-
-            sub = {"cem": "num_samples", "mppi": "num_samples", "random": "num_samples"}[cfg.method]
-            planner.config = dataclasses.replace(planner.config, **{sub: max(num_candidates, 2 if cfg.method != "random" else 1)})
+            planner.config = replace(planner.config, num_samples=max(num_candidates, 2 if cfg.method != "random" else 1))
             if cfg.method == "cem" and planner.config.num_elites > planner.config.num_samples:
-                planner.config = dataclasses.replace(planner.config, num_elites=planner.config.num_samples)
+                planner.config = replace(planner.config, num_elites=planner.config.num_samples)
         goal_xy = self._goal_table(goal)
         n0 = planner.config.num_samples
         init = actions.sample(n0, self._rng, goal_xy)

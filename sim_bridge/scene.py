@@ -84,10 +84,6 @@ class SceneConfig:
     def steps_per_frame(self) -> int:
         return max(1, round(self.frame_dt * self.sim_hz))
 
-    @property
-    def max_num_objects(self) -> int:
-        return self.max_objects
-
 
 @dataclass(frozen=True)
 class ObjectSpec:
