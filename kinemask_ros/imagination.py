@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kinemask_ros.admission import Deadline
 from kinemask_ros.contact import ContactModel
-from kinemask_ros.planning import WorldModelDynamics
-from kinemask_ros.push import PushStroke
+from kinemask_ros.planning import Imagined, WorldModelDynamics
+from kinemask_ros.push import PushBounds, PushStroke
 from kinemask_ros.scoring import TERM_NAMES, Goal, ScoreConfig, score_tracks
 
 STROKE_FIELDS = ("x", "y", "theta", "length", "speed")
@@ -82,7 +83,9 @@ class Imagination:
 
 def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, instance_mask: np.ndarray, strokes: list,
                        goal_xy, target_id: int = 0, num_samples: int = 2, num_inference_steps: int = 8,
-                       score_config: ScoreConfig | None = None, generator: torch.Generator | None = None) -> Imagination:
+                       score_config: ScoreConfig | None = None, generator: torch.Generator | None = None,
+                       bounds: PushBounds | None = None, bounds_params: dict[str, str] | None = None,
+                       deadline: Deadline | None = None, chunk: int = 64) -> Imagination:
     """Imagine every candidate with the world model and score it against a goal.
 
     Args:
@@ -94,6 +97,10 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
         goal_xy: table point [m] the target should reach.
         target_id: object to score for; 0 = the object each stroke touches first (a miss is
             then an invalid candidate).
+        bounds: strokes outside this box are invalid candidates (never imagined: the model was
+            not trained there); ``bounds_params`` names the parameters in the reason.
+        deadline: time budget; candidates are imagined in batches of ``chunk`` and those not
+            reached when it expires are invalid with the reason (the others are scored).
 
     Raises ``ValueError`` for request-level problems (no candidates, bad image, unknown target,
     goal outside the image, mask without objects).
@@ -121,6 +128,11 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
         st, why = stroke_or_reason(s)
         parsed.append(st)
         reasons[i] = why
+    if bounds is not None:
+        for i, st in enumerate(parsed):
+            why = bounds.violation(st, bounds_params) if st is not None else ""
+            if why:
+                parsed[i], reasons[i] = None, why
     ok = [i for i, s in enumerate(parsed) if s is not None]
     total = np.full(N, np.inf)
     terms = {k: np.full(N, np.nan) for k in TERM_NAMES}
@@ -133,7 +145,16 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     present[[i - 1 for i in present_ids]] = True
     if ok:
         dyn = WorldModelDynamics(pipeline, contact, image, instance_mask, num_samples, num_inference_steps, generator)
-        im = dyn([parsed[i] for i in ok])
+        parts: list[Imagined] = []
+        done = 0
+        while done < len(ok) and not (done and deadline is not None and deadline.expired):
+            parts.append(dyn([parsed[i] for i in ok[done:done + chunk]]))
+            done += len(parts[-1].target_ids)
+        for i in ok[done:]:
+            reasons[i] = (f"not imagined: the time budget of {deadline.budget_s:g} s ran out after {done} of {len(ok)} candidates "
+                          f"(parameter time_budget_s)")
+        ok = ok[:done]
+        im = Imagined(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tracks", "target_ids", "present")))
         tracks[ok] = im.tracks
         cids[ok] = im.target_ids
         mpp = 1.0 / contact.camera.pixels_per_metre(contact.config.object_height / 2)

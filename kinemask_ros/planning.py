@@ -190,7 +190,7 @@ class PushPlanner:
 
     def plan(self, image: np.ndarray, instance_mask: np.ndarray, target_id: int, goal: Goal,
              dynamics: DynamicsFn | None = None, warm_start: np.ndarray | None = None,
-             num_candidates: int | None = None) -> PlanOutput:
+             num_candidates: int | None = None, stop: Callable[[], bool] | None = None) -> PlanOutput:
         """Rank pushes of ``target_id`` towards ``goal``.
 
         Args:
@@ -201,6 +201,9 @@ class PushPlanner:
             dynamics: strokes -> :class:`Imagined`; default the world model.
             warm_start: ``(4,)`` parameters of the previous best push (MPC warm start).
             num_candidates: override the planner's samples per iteration.
+            stop: checked before every CEM/MPPI iteration after the first; True returns the
+                ranking of the iterations done so far (a time budget). ``PlanOutput.iterations``
+                says how many ran.
         """
         t0 = time.perf_counter()
         cfg = self.config
@@ -217,7 +220,10 @@ class PushPlanner:
         if num_candidates is not None:
             if not 1 <= num_candidates <= cfg.max_candidates:
                 raise ValueError(f"num_candidates must be in [1, {cfg.max_candidates}], got {num_candidates}")
-            planner.config = replace(planner.config, num_samples=max(num_candidates, 2 if cfg.method != "random" else 1))
+            if num_candidates < 2 and cfg.method != "random":
+                raise ValueError(f"num_candidates={num_candidates} is too few for {cfg.method} (it needs >= 2 per iteration); "
+                                 f"use method='random' for one candidate")
+            planner.config = replace(planner.config, num_samples=num_candidates)
             if cfg.method == "cem" and planner.config.num_elites > planner.config.num_samples:
                 planner.config = replace(planner.config, num_elites=planner.config.num_samples)
         goal_xy = self._goal_table(goal)
@@ -236,7 +242,7 @@ class PushPlanner:
             return sc.total
 
         kwargs = {"mean": warm_start} if (warm_start is not None and cfg.method in ("cem", "mppi")) else {}
-        result: PlanResult = planner.plan(cost_fn, actions.dim, self._rng, init=init, **kwargs)
+        result: PlanResult = planner.plan(cost_fn, actions.dim, self._rng, init=init, stop=stop, **kwargs)
         params = np.concatenate([p for p, _, _, _ in log])
         strokes = [s for _, st, _, _ in log for s in st]
         imag = Imagined(*(np.concatenate([getattr(im, f) for _, _, im, _ in log]) for f in ("tracks", "target_ids", "present")))

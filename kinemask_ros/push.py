@@ -79,6 +79,30 @@ class PushBounds:
             if getattr(self, name)[0] <= 0:
                 raise ValueError(f"PushBounds.{name} must be > 0, got {getattr(self, name)!r}")
 
+    def violation(self, stroke: PushStroke, params: dict[str, str] | None = None, workspace: float | None = None) -> str:
+        """``""`` when ``stroke`` lies inside the box, else a reason naming the field, the limit and
+        the parameter that sets it (``params`` maps ``"length_range"`` etc. to parameter names).
+
+        ``theta`` must lie in ``[-2 pi, 2 pi]`` (larger angles are almost surely a unit mistake,
+        and beyond ~1e16 rad a float no longer holds a direction). ``workspace`` (half-size [m],
+        optional) also bounds the stroke's end point, so a stroke cannot leave the table.
+        """
+        params = params or {}
+        for name, key in (("x", "x_range"), ("y", "y_range"), ("length", "length_range"), ("speed", "speed_range")):
+            lo, hi = getattr(self, key)
+            v = float(getattr(stroke, name))
+            if not lo <= v <= hi:
+                unit = "m/s" if name == "speed" else "m"
+                return (f"{name}={v:g} {unit} is outside [{lo:g}, {hi:g}] {unit} (parameter {params.get(key, 'PushBounds.' + key)}; "
+                        f"the world model was not trained beyond it)")
+        if not -2 * math.pi <= stroke.theta <= 2 * math.pi:
+            return f"theta={stroke.theta:g} rad is outside [-2 pi, 2 pi] (give the direction in radians)"
+        if workspace is not None:
+            end = stroke.end
+            if np.any(np.abs(end) > workspace):
+                return f"the stroke ends at ({end[0]:.3f}, {end[1]:.3f}) m, outside the workspace |x|, |y| <= {workspace:g} m"
+        return ""
+
     def _ranges(self) -> np.ndarray:
         return np.array([self.x_range, self.y_range, (-math.pi, math.pi), self.length_range, self.speed_range])
 

@@ -71,9 +71,9 @@ def check_image(height: int, width: int, encoding: str, step: int, is_bigendian,
             raise ValueError(f"image {name} must be an int >= 0, got {v!r}")
     height, width, step = int(height), int(width), int(step)
     if height == 0 or width == 0:
-        raise ValueError(f"image is empty ({height}x{width} pixels)")
+        raise ValueError(f"image is empty ({width}x{height} pixels, width x height)")
     if height * width > MAX_PIXELS:
-        raise ValueError(f"image of {height}x{width} pixels exceeds the limit of {MAX_PIXELS} pixels")
+        raise ValueError(f"image of {width}x{height} pixels (width x height) exceeds the limit of {MAX_PIXELS} pixels")
     ch, dt = ENCODINGS[encoding]
     row = width * ch * dt.itemsize
     if step < row:

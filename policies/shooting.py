@@ -4,6 +4,8 @@ They take callables and know nothing of the model (style anchors: pytorch_mppi, 
 trajectory_opt):
 
     cost_fn(params (N, D)) -> costs (N,)   # imagine + score; NaN/inf marks an invalid candidate
+    stop() -> bool                          # optional: True ends CEM/MPPI before the next iteration
+                                            # (a time budget); the ranking so far is returned
 
 Every planner returns a :class:`PlanResult` with all evaluated candidates and their costs, best
 first, so callers can show the ranking. Invalid (non-finite) costs never win: if every candidate is
@@ -81,7 +83,8 @@ class RandomShooting:
     def __init__(self, config: RandomShootingConfig | None = None):
         self.config = config or RandomShootingConfig()
 
-    def plan(self, cost_fn: CostFn, dim: int, rng: np.random.Generator, init: np.ndarray | None = None) -> PlanResult:
+    def plan(self, cost_fn: CostFn, dim: int, rng: np.random.Generator, init: np.ndarray | None = None,
+             stop: Callable[[], bool] | None = None) -> PlanResult:
         params = _initial(init, self.config.num_samples, dim, rng)
         return _sorted(params, _evaluate(cost_fn, params), 1)
 
@@ -118,12 +121,14 @@ class CEM:
         self.config = config or CEMConfig()
 
     def plan(self, cost_fn: CostFn, dim: int, rng: np.random.Generator, init: np.ndarray | None = None,
-             mean: np.ndarray | None = None) -> PlanResult:
+             mean: np.ndarray | None = None, stop: Callable[[], bool] | None = None) -> PlanResult:
         cfg = self.config
         all_p, all_c = [], []
         mu = np.zeros(dim) if mean is None else np.asarray(mean, float)
         std = np.full(dim, cfg.init_std)
         for it in range(cfg.iterations):
+            if it and stop is not None and stop():
+                break
             if it == 0 and init is not None:
                 p = _initial(init, cfg.num_samples, dim, rng)
             else:
@@ -137,7 +142,7 @@ class CEM:
             elite = p[ok][np.argsort(c[ok])[: cfg.num_elites]]
             mu = cfg.momentum * mu + (1 - cfg.momentum) * elite.mean(0)
             std = np.maximum(cfg.momentum * std + (1 - cfg.momentum) * elite.std(0), cfg.min_std)
-        return _sorted(np.concatenate(all_p), np.concatenate(all_c), cfg.iterations, {"mean": mu, "std": std})
+        return _sorted(np.concatenate(all_p), np.concatenate(all_c), len(all_c), {"mean": mu, "std": std})
 
 
 @dataclass(frozen=True)
@@ -169,11 +174,13 @@ class MPPI:
         self.config = config or MPPIConfig()
 
     def plan(self, cost_fn: CostFn, dim: int, rng: np.random.Generator, init: np.ndarray | None = None,
-             mean: np.ndarray | None = None) -> PlanResult:
+             mean: np.ndarray | None = None, stop: Callable[[], bool] | None = None) -> PlanResult:
         cfg = self.config
         all_p, all_c = [], []
         mu = np.zeros(dim) if mean is None else np.asarray(mean, float)
         for it in range(cfg.iterations):
+            if it and stop is not None and stop():
+                break
             if it == 0 and init is not None:
                 p = _initial(init, cfg.num_samples, dim, rng)
             else:
@@ -188,4 +195,4 @@ class MPPI:
             w = np.exp(-(c[ok] - c[ok].min()) / cfg.temperature)
             w /= w.sum()
             mu = np.clip((w[:, None] * p[ok]).sum(0), -1, 1)
-        return _sorted(np.concatenate(all_p), np.concatenate(all_c), cfg.iterations, {"mean": mu})
+        return _sorted(np.concatenate(all_p), np.concatenate(all_c), len(all_c), {"mean": mu})

@@ -4,6 +4,7 @@ pure imagination core behind the ImagineOutcomes service."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -230,6 +231,31 @@ def test_imagine_candidates_scores_and_reasons(tiny_pipeline, scene_frame):
         imagine_candidates(tiny_pipeline, _contact(tiny_pipeline), obs["image"], obs["instance_mask"], strokes, (math.inf, 0.0))
     with pytest.raises(ValueError, match="no candidates"):
         imagine_candidates(tiny_pipeline, _contact(tiny_pipeline), obs["image"], obs["instance_mask"], [], env.goal)
+
+
+def test_imagine_candidates_bounds_and_time_budget(tiny_pipeline, scene_frame):
+    from kinemask_ros.admission import Deadline
+    from kinemask_ros.imagination import imagine_candidates
+    from kinemask_ros.push import PushBounds
+
+    obs, env = scene_frame
+    target = int(obs["target"])
+    xy = env.scene.poses()[target - 1, :2]
+    good = [xy[0] - 0.06, xy[1], 0.0, 0.1, 0.3]
+    strokes = [good, [0.0, 0.0, 0.0, 1e4, 0.3], [1e9, 0.0, 0.0, 0.1, 0.3], [0.0, 0.0, 1e30, 0.1, 0.3], [0.0, 0.0, 0.0, 0.1, 1e6]]
+    names = {"length_range": "stroke_length_range", "x_range": "stroke_x_range", "speed_range": "stroke_speed_range"}
+    t0 = time.perf_counter()
+    imag = imagine_candidates(tiny_pipeline, _contact(tiny_pipeline), obs["image"], obs["instance_mask"], strokes, env.goal,
+                              target_id=target, num_samples=1, bounds=PushBounds(), bounds_params=names)
+    assert time.perf_counter() - t0 < 5.0  # refused before any work: length 1e4 used to take 21 s, 1e9 to fail with MemoryError
+    assert imag.valid.tolist() == [True, False, False, False, False]
+    assert "stroke_length_range" in imag.reasons[1] and "stroke_x_range" in imag.reasons[2]
+    assert "theta" in imag.reasons[3] and "stroke_speed_range" in imag.reasons[4]
+    # an expired budget: the first batch is still scored, the rest are invalid with the reason
+    imag = imagine_candidates(tiny_pipeline, _contact(tiny_pipeline), obs["image"], obs["instance_mask"], [good] * 5, env.goal,
+                              target_id=target, num_samples=1, deadline=Deadline(0.0), chunk=2)
+    assert imag.valid.tolist() == [True, True, False, False, False]
+    assert all("time budget of 0 s ran out after 2 of 5" in r for r in imag.reasons[2:])
 
 
 def test_rollout_frames_video_and_track_warp(tiny_pipeline, scene_frame):

@@ -38,6 +38,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from ros_utils import make_tiny_checkpoint, ros_env, typestore, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -80,12 +81,15 @@ class Client:
         for topic, (_, typ) in TOPICS.items():
             qos = LATCHED_QOS if topic == "/goal" else (SENSOR_QOS if topic.startswith(("/camera", "/segmentation")) else RELIABLE_QOS)
             n.create_subscription(typ, topic, lambda raw, t=topic: self._record(t, raw), qos, raw=True)
-        self.imagine = n.create_client(ImagineOutcomes, "imagine_outcomes")
+        # a client with many requests in flight needs a response queue at least that deep (the default is 10)
+        self.imagine = n.create_client(ImagineOutcomes, "imagine_outcomes", qos_profile=QoSProfile(depth=100))
         self.set_planner_params = n.create_client(SetParameters, "planner/set_parameters")
         self.change_state = n.create_client(ChangeState, "world_model/change_state")
         self.get_state = n.create_client(GetState, "world_model/get_state")
         self.sim_reset = n.create_client(Trigger, "sim/reset")
-        self.plan = ActionClient(n, PlanPush, "plan_push")
+        deep = QoSProfile(depth=100)
+        self.plan = ActionClient(n, PlanPush, "plan_push", goal_service_qos_profile=deep, result_service_qos_profile=deep,
+                                 cancel_service_qos_profile=deep)
         self.pub_image = n.create_publisher(Image, "camera/image_raw", SENSOR_QOS)
         self.pub_goal = n.create_publisher(PointStamped, "goal", LATCHED_QOS)
         self.pub_push = n.create_publisher(PushStrokeMsg, "sim/execute_push", RELIABLE_QOS)
@@ -434,6 +438,111 @@ def test_plan_push_cancel_mid_planning(graph):
     assert took < 10.0, f"cancel took {took:.1f} s"
     graph.setdefault("report", {})["cancel_s"] = took
     assert _result(_send(c, _goal(c, num_candidates=4, iterations=1))).result.success  # still serves
+
+
+# ----------------------------------------------------------------------------- load and bounded work
+def _paired_frame(c):
+    """The newest segmentation and the camera image it was made from."""
+    def find():
+        objs = c.latest("objects")
+        with c.lock:
+            img = next((m for m in reversed(c.msgs["image"]) if (m.header.stamp.sec, m.header.stamp.nanosec) ==
+                        (objs.header.stamp.sec, objs.header.stamp.nanosec)), None)
+        return (img, objs) if img is not None else None
+
+    return wait_for(find, 10, 0.05, "a segmentation with its camera image")
+
+
+def test_concurrent_requests_are_all_answered_or_refused_busy(graph):
+    """30 simultaneous requests: each gets a definite answer (scored, or "busy ... retry") quickly."""
+    c = graph["client"]
+    (img, objs), goal = _paired_frame(c), c.latest("goal")
+    req = ImagineOutcomes.Request(image=img, instance_mask=objs.instance_mask, candidates=[c.latest("candidates").candidates[0].stroke] * 8,
+                                  num_samples=2, goal=Point(x=goal.point.x, y=goal.point.y), target_id=objs.target_id)
+    assert c.imagine.wait_for_service(timeout_sec=30)
+    t0 = time.monotonic()
+    futs = [c.imagine.call_async(req) for _ in range(30)]
+    wait_for(lambda: all(f.done() for f in futs), 60, what="an answer to each of 30 concurrent requests")
+    took = time.monotonic() - t0
+    resps = [f.result() for f in futs]
+    ok = [r for r in resps if r.success]
+    busy = [r for r in resps if not r.success]
+    assert ok and len(ok) + len(busy) == 30, sorted({r.message for r in busy})
+    assert all(r.message.startswith("busy:") and "max_queue" in r.message and "retry" in r.message for r in busy), busy[0].message
+    assert all(len(r.candidates) == 8 for r in ok)
+    graph.setdefault("report", {})["concurrent_30_s"] = took
+    _alive(graph)
+
+
+def test_concurrent_goals_all_finish_with_a_definite_status(graph):
+    from action_msgs.msg import GoalStatus
+
+    c = graph["client"]
+    assert c.plan.wait_for_server(timeout_sec=30)
+    sends = [c.plan.send_goal_async(_goal(c, num_candidates=4, iterations=1)) for _ in range(20)]
+    wait_for(lambda: all(f.done() for f in sends), 30, what="acceptance of 20 concurrent goals")
+    handles = [f.result() for f in sends]
+    assert all(h.accepted for h in handles)
+    results = [h.get_result_async() for h in handles]
+    wait_for(lambda: all(f.done() for f in results), 90, what="a result for each of 20 concurrent goals")
+    status = [f.result().status for f in results]
+    assert set(status) <= {GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED}, status
+    assert GoalStatus.STATUS_SUCCEEDED in status
+    for f in results:
+        if f.result().status == GoalStatus.STATUS_ABORTED:
+            assert f.result().result.message.startswith("busy:"), f.result().result.message
+    _alive(graph)
+
+
+def test_out_of_bounds_strokes_are_refused_before_any_work(graph):
+    c = graph["client"]
+    (img, objs), goal = _paired_frame(c), c.latest("goal")
+    good = c.latest("candidates").candidates[0].stroke
+    bad = [PushStrokeMsg(x=good.x, y=good.y, theta=good.theta, length=1e9, speed=good.speed),
+           PushStrokeMsg(x=1e9, y=good.y, theta=good.theta, length=good.length, speed=good.speed),
+           PushStrokeMsg(x=good.x, y=good.y, theta=1e30, length=good.length, speed=good.speed),
+           PushStrokeMsg(x=good.x, y=good.y, theta=good.theta, length=good.length, speed=1e6)]
+    req = ImagineOutcomes.Request(image=img, instance_mask=objs.instance_mask, candidates=[good] + bad, num_samples=1,
+                                  goal=Point(x=goal.point.x, y=goal.point.y), target_id=objs.target_id)
+    resp = c.call(c.imagine, req)
+    assert resp.success, resp.message
+    assert [x.valid for x in resp.candidates] == [True, False, False, False, False]
+    for x, name in zip(resp.candidates[1:], ("stroke_length_range", "stroke_x_range", "theta", "stroke_speed_range")):
+        assert name in x.reason, x.reason
+    assert resp.latency_s < 5.0
+    # an image above max_image_pixels is refused from its header
+    req.image = Image(height=5000, width=5000, encoding="rgb8", step=15000)
+    resp = c.call(c.imagine, req)
+    assert not resp.success and "exceeds max_image_pixels" in resp.message
+
+
+def test_plan_push_time_budget_returns_the_best_ranking_so_far(graph):
+    from action_msgs.msg import GoalStatus
+
+    c = graph["client"]
+
+    def set_param(name, value):
+        req = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        return c.call(c.set_planner_params, req).results[0]
+
+    assert set_param("time_budget_s", 1.0).successful
+    try:
+        t0 = time.monotonic()
+        res = _result(_send(c, _goal(c, num_candidates=8, iterations=1000)), 60)
+        took = time.monotonic() - t0
+    finally:
+        assert set_param("time_budget_s", 10.0).successful
+    assert res.status == GoalStatus.STATUS_SUCCEEDED, res.result.message
+    assert "time budget of 1 s ran out after" in res.result.message and "time_budget_s" in res.result.message
+    assert 1 <= res.result.ranked.iterations < 1000 and len(res.result.ranked.candidates) == 8 * res.result.ranked.iterations
+    assert took < 15.0
+    # drift fixes: one candidate for CEM is refused (not silently two); a mask without an image is refused
+    res = _result(_send(c, _goal(c, num_candidates=1, iterations=1)))
+    assert res.status == GoalStatus.STATUS_ABORTED and "num_candidates=1 is too few for cem" in res.result.message
+    res = _result(_send(c, _goal(c, instance_mask=c.latest("objects").instance_mask)))
+    assert res.status == GoalStatus.STATUS_ABORTED and "instance_mask but no image" in res.result.message
+    r = set_param("max_queue", 3)
+    assert not r.successful and "read-only" in r.reason.lower()
 
 
 # ----------------------------------------------------------------------------- parameters

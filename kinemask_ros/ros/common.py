@@ -124,13 +124,32 @@ def _watch_parent(pid: int, period_s: float = 1.0) -> None:
 def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int:
     """``rclpy.init``, build the node, spin a :class:`MultiThreadedExecutor`, clean up; the console scripts' body.
 
+    Shutdown is ours, not rclpy's: rclpy is initialised without its signal handlers
+    (``SignalHandlerOptions.NO``) and SIGINT / SIGTERM only set an event that the main thread's
+    ``spin_once(timeout)`` loop checks every 0.1 s. rclpy's own handler runs on a separate thread
+    and triggers the executor's guard conditions, which raced ``executor.shutdown()`` /
+    ``destroy_node()`` freeing them (a segfault in ~1 of 9 shutdowns). Teardown is then strictly
+    ordered: the node's own threads (``close()``), the executor (waits for running callbacks), the
+    node, the context.
+
+    The executor gets ``node.executor_threads`` threads when the node defines it (nodes with a
+    request queue need one thread per queued request plus spares, see :mod:`kinemask_ros.admission`).
     Returns 2 (after printing the reason) when the node's parameters are invalid.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+
+    def _on_signal(signum, frame) -> None:
+        stop.set()
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     parent = os.environ.get("KINEMASK_PARENT_PID", "")
     if parent.isdigit():  # started by kinemask-graph: do not outlive it
         threading.Thread(target=_watch_parent, args=(int(parent),), daemon=True).start()
     node = None
+    ex = None
     code = 0
     try:
         try:
@@ -138,20 +157,15 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 2
-        ex = MultiThreadedExecutor(num_threads=num_threads)
+        ex = MultiThreadedExecutor(num_threads=int(getattr(node, "executor_threads", num_threads)))
         ex.add_node(node)
-        try:
-            ex.spin()
-        finally:
-            ex.shutdown(timeout_sec=1.0)
+        while not stop.is_set() and node.context.ok():
+            ex.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # pragma: no cover - logged for the operator
-        if node is not None and not node.context.ok():
-            pass  # the context was shut down (signal) while the executor was waiting: a normal stop
-        else:
-            traceback.print_exc()
-            code = 1
+        traceback.print_exc()
+        code = 1
     finally:
         if node is not None:
             close = getattr(node, "close", None)
@@ -160,7 +174,11 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
                     close()
                 except Exception:
                     traceback.print_exc()
+        if ex is not None:
+            ex.shutdown(timeout_sec=10.0)  # joins the pool: no callback runs past this line
+        if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        rclpy.try_shutdown()
+        for s, h in previous.items():
+            signal.signal(s, h)
     return code

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from kinemask_ros.camera import CameraConfig
+from kinemask_ros.push import PushBounds
 from kinemask_ros.scoring import TERM_NAMES, ScoreConfig
 
 PLANNER_METHODS = ("cem", "mppi", "random")
@@ -120,6 +121,67 @@ class _ContactFields:
 
 
 @dataclass(frozen=True)
+class _AdmissionFields:
+    """Admission control and per-request limits (see :mod:`kinemask_ros.admission`, docs/ros2.md).
+
+    Attributes:
+        max_queue: requests / goals that may wait behind the running one; more are answered at once with "busy: ... retry".
+        time_budget_s: per-request wall time from arrival (queue wait included); when it runs out the best result so far is returned.
+        request_qos_depth: DDS history depth of the request topics (service requests, action goals): the transport queue in front of admission.
+        max_image_pixels: images with more pixels are refused (before any decoding work); smaller ones are downscaled to the model before segmenting.
+    """
+
+    max_queue: int = 8
+    time_budget_s: float = 10.0
+    request_qos_depth: int = 256
+    max_image_pixels: int = 4096 * 4096
+
+    @property
+    def executor_threads(self) -> int:
+        """One executor thread per queued request, the running one and spares for fast replies."""
+        return self.max_queue + 4
+
+    def _check_admission(self, owner: str) -> None:
+        _int(owner, "max_queue", self.max_queue, 0, 1024)
+        _finite(owner, "time_budget_s", self.time_budget_s, 0.0, 3600.0, lo_open=True)
+        _int(owner, "request_qos_depth", self.request_qos_depth, 1, 100_000)
+        _int(owner, "max_image_pixels", self.max_image_pixels, 16, 8192 * 8192)
+
+
+@dataclass(frozen=True)
+class _StrokeBoundsFields:
+    """Bounds of the strokes a request may ask about (the world model's training box, :class:`PushBounds`).
+
+    Attributes:
+        stroke_x_range, stroke_y_range: start point [m] in the table frame.
+        stroke_length_range: stroke length [m].
+        stroke_speed_range: pusher speed [m/s].
+    """
+
+    stroke_x_range: tuple[float, ...] = PushBounds.x_range
+    stroke_y_range: tuple[float, ...] = PushBounds.y_range
+    stroke_length_range: tuple[float, ...] = PushBounds.length_range
+    stroke_speed_range: tuple[float, ...] = PushBounds.speed_range
+
+    #: reason texts name these parameters
+    BOUNDS_PARAMS = {"x_range": "stroke_x_range", "y_range": "stroke_y_range", "length_range": "stroke_length_range",
+                     "speed_range": "stroke_speed_range"}
+
+    def push_bounds(self) -> PushBounds:
+        return PushBounds(*(tuple(getattr(self, f"stroke_{k}")) for k in ("x_range", "y_range", "length_range", "speed_range")))
+
+    def _check_bounds(self, owner: str) -> None:
+        for k in ("x_range", "y_range", "length_range", "speed_range"):
+            v = getattr(self, f"stroke_{k}")
+            if len(v) != 2:
+                raise ValueError(f"{owner}.stroke_{k} must be two numbers [low, high], got {list(v)!r}")
+        try:
+            self.push_bounds()
+        except ValueError as e:
+            raise ValueError(f"{owner}: {e}") from None
+
+
+@dataclass(frozen=True)
 class SegmentationNodeConfig:
     """Parameters of ``kinemask-segmentation-node``.
 
@@ -134,6 +196,9 @@ class SegmentationNodeConfig:
             (:class:`kinemask_ros.segmentation.classical.ClassicalConfig`).
         track_ids: keep object ids stable from frame to frame (:class:`~kinemask_ros.segmentation.TrackedSegmenter`),
             so that ``target_id`` names the same object over a stream.
+        max_image_pixels: larger camera images are dropped with a warning.
+        max_segment_pixels: larger images are box-downscaled (integer factor) to at most this many
+            pixels before segmenting; the mask is scaled back to the image size (nearest).
     """
 
     rate_hz: float = 30.0
@@ -145,6 +210,8 @@ class SegmentationNodeConfig:
     min_area: int = 3
     max_objects: int = 254
     track_ids: bool = True
+    max_image_pixels: int = 4096 * 4096
+    max_segment_pixels: int = 320 * 240
 
     def __post_init__(self) -> None:
         o = "SegmentationNodeConfig"
@@ -160,6 +227,8 @@ class SegmentationNodeConfig:
                                  ("target_label", bool(self.target_label.strip()))) if on]
         if len(given) > 1:
             raise ValueError(f"{o}: set at most one of target_id, target_pixel, target_label; got {given}")
+        _int(o, "max_image_pixels", self.max_image_pixels, 16, 8192 * 8192)
+        _int(o, "max_segment_pixels", self.max_segment_pixels, 16, 8192 * 8192)
         self.segmenter_config()  # validates the segmenter fields
 
     def segmenter_config(self):
@@ -170,7 +239,7 @@ class SegmentationNodeConfig:
 
 
 @dataclass(frozen=True)
-class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
+class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionFields, _StrokeBoundsFields):
     """Parameters of ``kinemask-world-model-node`` (a lifecycle node serving ``imagine_outcomes``).
 
     Attributes:
@@ -178,6 +247,9 @@ class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available); read on configure.
         autostart: configure and activate right after start-up (no lifecycle manager needed).
         max_batch: requests with more candidates fail (protects the node's memory and latency).
+        Admission (max_queue, time_budget_s, request_qos_depth, max_image_pixels) and stroke
+        bounds (stroke_*_range): see the mixins; a stroke outside the bounds is an invalid
+        candidate with the reason, never imagined.
         num_samples: default stochastic samples per candidate (a request's 0 means this).
         max_samples: requests asking for more samples fail.
         num_inference_steps, video_inference_steps: sampler steps of the track / video model.
@@ -218,10 +290,12 @@ class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
         self._check_camera(o)
         self._check_weights(o)
         self._check_contact(o)
+        self._check_admission(o)
+        self._check_bounds(o)
 
 
 @dataclass(frozen=True)
-class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
+class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionFields):
     """Parameters of ``kinemask-planner-node`` (world model in-process, see docs/ros2.md).
 
     Attributes:
@@ -236,6 +310,8 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
             "on_goal" = plan once per goal message, on the first frame stamped at or after the goal.
         goal_frame_timeout_s: "on_goal": how long to wait for such a frame before planning on the newest one.
         rollout_top_k: PredictedRollouts published for the best k candidates of each decision (0 = none).
+        max_queue, time_budget_s, request_qos_depth, max_image_pixels: admission of PlanPush goals
+            (see the mixin); topic-driven replanning never takes a queue place.
     """
 
     checkpoint: str = ""
@@ -275,6 +351,7 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields):
         self._check_camera(o)
         self._check_weights(o)
         self._check_contact(o)
+        self._check_admission(o)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,14 @@ def image_is_empty(msg: Image) -> bool:
     return (msg.width == 0 or msg.height == 0) and len(msg.data) == 0
 
 
+def check_image_size(msg: Image, max_pixels: int, param: str = "max_image_pixels") -> None:
+    """``ValueError`` when an image has more than ``max_pixels`` pixels (checked on the header, before decoding)."""
+    w, h = int(msg.width), int(msg.height)
+    if w * h > max_pixels:
+        raise ValueError(f"image of {w}x{h} (width x height) = {w * h} pixels exceeds {param}={max_pixels}; "
+                         f"send a smaller image or raise the parameter {param}")
+
+
 def check_rgb_msg(msg: Image) -> None:
     """Cheap header/size check of a colour image (no decoding): for subscription callbacks."""
     ros_convert.check_image(*_fields(msg), allowed=ros_convert.COLOR_ENCODINGS, what="colour image")

@@ -14,8 +14,18 @@ The world model runs in this process (:class:`kinemask_ros.planning.PushPlanner`
 asks for hundreds of rollouts per decision, and in-process calls avoid serialising them (the
 ``world_model`` node's ``imagine_outcomes`` service is the way for other clients). Planning runs
 off the executor: topic-driven plans on a worker thread, action goals in a reentrant callback
-group; both share one lock. Cancellation is checked before every planner iteration (the
-dynamics callable raises :class:`PlanCancelled`), so a cancel takes effect within one iteration.
+group; both go through one :class:`~kinemask_ros.admission.Admission`. Cancellation is checked
+before every planner iteration (the dynamics callable raises :class:`PlanCancelled`), so a cancel
+takes effect within one iteration.
+
+Admission of PlanPush goals: every goal is accepted and always finished with a definite status.
+One plan runs, at most ``max_queue`` goals wait (FIFO); a goal beyond that is aborted at once with
+``message="busy: ... retry later"``. Each goal has ``time_budget_s`` from its arrival: one that
+cannot start in time is aborted busy; one whose planning runs out of time stops iterating and
+succeeds with the best ranking so far (the message says after how many iterations). Topic-driven
+replanning and rollout rendering wait without taking a queue place. Goal, cancel and result
+services use a reliable QoS of depth ``request_qos_depth``; results are kept 300 s for clients
+that ask late.
 """
 
 from __future__ import annotations
@@ -33,8 +43,10 @@ from geometry_msgs.msg import PointStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
+from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModelConfig
 from kinemask_ros.imagination import object_ids, rollout_frames
@@ -42,7 +54,8 @@ from kinemask_ros.planning import PlannerConfig, PushPlanner, WorldModelDynamics
 from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
-from kinemask_ros.ros.messages import check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg, scored_candidate, stroke_to_msg
+from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg,
+                                       rollout_msg, scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
 from kinemask_ros.ros_convert import fit_ids_to_slots, resize_ids, resize_rgb
 from kinemask_ros.scoring import score_tracks
@@ -52,6 +65,9 @@ from kinemask_ros_interfaces.msg import PushStroke as PushStrokeMsg
 from kinemask_ros_interfaces.msg import PredictedRollout
 
 _KEEP_FRAMES = 64
+MAX_ITERATIONS = 1000
+#: seconds a finished goal's result stays available to a client that asks for it late
+RESULT_TIMEOUT_S = 300
 
 
 class PlanCancelled(Exception):
@@ -88,7 +104,7 @@ class Decision:
 class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
-        self.params = ConfigParameters(self, PlannerNodeConfig(), read_only=("checkpoint", "device", "torch_threads"))
+        self.params = ConfigParameters(self, PlannerNodeConfig(), read_only=("checkpoint", "device", "torch_threads", "max_queue", "request_qos_depth"))
         cfg = self.config
         torch_setup(cfg.torch_threads)
         from kinemask_ros.world_model.pipeline import KineMaskPipeline
@@ -103,7 +119,8 @@ class PlannerNode(Node):
                                f"({wc.width}x{wc.height}, K={wc.max_objects}, video={'yes' if self.pipeline.video_model is not None else 'no'})")
         self._rng = np.random.default_rng(cfg.seed)
         self._throttle = Throttle()
-        self._plan_lock = threading.Lock()
+        self.admission = Admission(cfg.max_queue, "plan_push goal", "max_queue")
+        self.executor_threads = cfg.executor_threads
         self._cv = threading.Condition()
         self._images: OrderedDict = OrderedDict()
         self._objects: OrderedDict = OrderedDict()
@@ -122,9 +139,11 @@ class PlannerNode(Node):
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(PointStamped, "goal", self._on_goal, LATCHED_QOS, callback_group=inputs)
+        rq = QoSProfile(depth=cfg.request_qos_depth)
         self._action = ActionServer(self, PlanPush, "plan_push", execute_callback=self._execute,
                                     goal_callback=lambda g: GoalResponse.ACCEPT, cancel_callback=lambda g: CancelResponse.ACCEPT,
-                                    callback_group=ReentrantCallbackGroup())
+                                    callback_group=ReentrantCallbackGroup(), goal_service_qos_profile=rq, result_service_qos_profile=rq,
+                                    cancel_service_qos_profile=rq, result_timeout=RESULT_TIMEOUT_S)
         self._worker = threading.Thread(target=self._work, name="planner-worker", daemon=True)
         self._worker.start()
 
@@ -218,8 +237,8 @@ class PlannerNode(Node):
                 warn_throttled(self, self._throttle, "target", f"not planning: no target ({frame.objects.target_status})")
                 continue
             try:
-                with self._plan_lock:
-                    d = self.decide(frame, goal[0], target_id=int(frame.objects.target_id))
+                with self.admission.admit(internal=True):
+                    d = self.decide(frame, goal[0], target_id=int(frame.objects.target_id), cancelled=self._stop.is_set)
             except PlanCancelled:
                 return
             except ValueError as e:
@@ -254,7 +273,7 @@ class PlannerNode(Node):
 
     def _render(self, job) -> None:
         try:
-            with self._plan_lock:
+            with self.admission.admit(internal=True):
                 rollouts = job()
             for r in rollouts:
                 if not self._ok():
@@ -268,6 +287,7 @@ class PlannerNode(Node):
     def _execute(self, gh) -> PlanPush.Result:
         g = gh.request
         cfg = self.config
+        deadline = Deadline(cfg.time_budget_s)
         result = PlanPush.Result()
 
         def fail(msg: str) -> PlanPush.Result:
@@ -283,16 +303,21 @@ class PlannerNode(Node):
                 return fail(f"unknown planner {g.planner!r}; known: {list(PLANNER_METHODS)}")
             nc = int(g.num_candidates) or cfg.num_candidates
             if nc > cfg.max_candidates:
-                return fail(f"num_candidates={nc} exceeds max_candidates={cfg.max_candidates}")
+                return fail(f"num_candidates={nc} exceeds max_candidates={cfg.max_candidates} (parameter max_candidates)")
+            if nc < 2 and method != "random":
+                return fail(f"num_candidates={nc} is too few for {method} (it needs >= 2 per iteration); use planner='random' for one candidate")
             iters = int(g.iterations) or cfg.iterations
-            if iters > 1000:
-                return fail(f"iterations={iters} exceeds 1000")
+            if iters > MAX_ITERATIONS:
+                return fail(f"iterations={iters} exceeds {MAX_ITERATIONS}")
             if image_is_empty(g.image):
+                if not image_is_empty(g.instance_mask):
+                    return fail("the goal carries an instance_mask but no image: send both, or neither (the server's latest segmented frame)")
                 with self._cv:
                     frame = self._latest
                 if frame is None:
                     return fail("no camera frame received yet and the goal carries no image")
             else:
+                check_image_size(g.image, cfg.max_image_pixels)
                 frame = Frame(g.image, None, None if image_is_empty(g.instance_mask) else ids_from_msg(g.instance_mask))
         except ValueError as e:
             return fail(str(e))
@@ -304,8 +329,10 @@ class PlannerNode(Node):
             return gh.is_cancel_requested or self._stop.is_set()
 
         try:
-            with self._plan_lock:
-                d = self.decide(frame, goal_xy, int(g.target_id), method, nc, iters, cancelled, feedback)
+            with self.admission.admit(deadline):
+                d = self.decide(frame, goal_xy, int(g.target_id), method, nc, iters, cancelled, feedback, deadline)
+        except Busy as e:
+            return fail(str(e))
         except PlanCancelled as e:
             gh.canceled()
             result.success, result.message = False, f"cancelled ({e})"
@@ -327,8 +354,12 @@ class PlannerNode(Node):
 
     # ------------------------------------------------------------------ core
     def decide(self, frame: Frame, goal_xy: np.ndarray, target_id: int = 0, method: str | None = None,
-               num_candidates: int | None = None, iterations: int | None = None, cancelled=None, feedback=None) -> Decision:
-        """Plan on one frame. ``target_id`` 0 = the object nearest the goal. ``ValueError`` for bad input."""
+               num_candidates: int | None = None, iterations: int | None = None, cancelled=None, feedback=None,
+               deadline: Deadline | None = None) -> Decision:
+        """Plan on one frame. ``target_id`` 0 = the object nearest the goal. ``ValueError`` for bad input.
+
+        ``deadline``: planning stops before the next iteration once it expires (best ranking so far).
+        """
         cfg = self.config
         pipe = self.pipeline
         wc = pipe.config
@@ -341,14 +372,15 @@ class PlannerNode(Node):
             labels = {int(o.object_id): o.label for o in frame.objects.objects}
         elif frame.mask is not None:
             ids = frame.mask
-        else:
+        else:  # segment at model resolution (never the full camera frame)
             from kinemask_ros.segmentation.classical import ClassicalSegmenter
 
+            rgb = resize_rgb(rgb, wc.height, wc.width)
             seg = ClassicalSegmenter().segment(rgb)
             ids = seg.instance_ids
             labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
         if ids.shape != rgb.shape[:2]:
-            raise ValueError(f"instance mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise ValueError(f"instance mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]} (width x height)")
         rgb = resize_rgb(rgb, wc.height, wc.width)
         ids = resize_ids(ids, wc.height, wc.width)
         present = object_ids(ids)
@@ -397,7 +429,8 @@ class PlannerNode(Node):
                 feedback(progress["it"], total_it, progress["done"], progress["best"], "imagining")
             return im
 
-        out = planner.plan(rgb, slots, slot_target, goal, dynamics=dynamics)
+        stop = (lambda: deadline.expired) if deadline is not None else None
+        out = planner.plan(rgb, slots, slot_target, goal, dynamics=dynamics, stop=stop)
         if cancelled is not None and cancelled():
             raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
         # rollouts with frames for the best k: rendered after the ranking is published
@@ -429,6 +462,9 @@ class PlannerNode(Node):
         best = stroke_to_msg(out.best_stroke) if out.valid else None
         msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid
                else (out.message or "no valid candidate"))
+        if out.iterations < total_it:
+            msg += (f"; the time budget of {deadline.budget_s:g} s ran out after {out.iterations} of {total_it} iterations "
+                    f"(parameter time_budget_s)")
         if feedback is not None:
             feedback(progress["it"], total_it, progress["done"], progress["best"], "done")
         return Decision(arr, best, msg, render if top else None)

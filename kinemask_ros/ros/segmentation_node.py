@@ -8,7 +8,10 @@ Publishes ``segmentation/instance_mask`` (sensor_msgs/Image mono8, same header a
 image) and ``segmentation/objects`` (kinemask_ros_interfaces/DetectedObjects: mask, objects,
 ``target_id``). The target is chosen by the ``target_id`` / ``target_pixel`` / ``target_label``
 parameter, or by a label received on ``target_label`` (std_msgs/String, e.g. from the simulator).
-Malformed images are dropped with a throttled warning.
+Malformed images, and images above ``max_image_pixels``, are dropped with a throttled warning.
+Images above ``max_segment_pixels`` are box-downscaled by an integer factor before segmenting (a
+4096x4096 frame took 28 s at full resolution); the published mask is scaled back to the image
+size (nearest) and the objects' centroids, boxes and areas are given in image pixels.
 """
 
 from __future__ import annotations
@@ -23,15 +26,20 @@ from std_msgs.msg import String
 
 from kinemask_ros.ros.common import LATCHED_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, warn_throttled
 from kinemask_ros.ros.config import SegmentationNodeConfig
-from kinemask_ros.ros.messages import check_rgb_msg, ids_to_msg, rgb_from_msg
+from kinemask_ros.ros.messages import check_image_size, check_rgb_msg, ids_to_msg, rgb_from_msg
+from kinemask_ros.ros_convert import resize_ids, resize_rgb
 from kinemask_ros.segmentation.classical import ClassicalSegmenter
+from kinemask_ros.segmentation.core import downscale_factor
 from kinemask_ros.segmentation.targets import select_by_id, select_by_label, select_by_point
 from kinemask_ros.segmentation.tracking import TrackedSegmenter
 from kinemask_ros_interfaces.msg import DetectedObject, DetectedObjects
 
 
-def select(seg, cfg: SegmentationNodeConfig, label_override: str = "") -> tuple[int, str]:
-    """``(target_id, status)`` for a segmentation under the node's target parameters."""
+def select(seg, cfg: SegmentationNodeConfig, label_override: str = "", scale: tuple[float, float] = (1.0, 1.0)) -> tuple[int, str]:
+    """``(target_id, status)`` for a segmentation under the node's target parameters.
+
+    ``scale``: image pixels per segmentation pixel ``(sx, sy)`` (``target_pixel`` is in image pixels).
+    """
     try:
         if label_override.strip():
             t = select_by_label(seg, label_override)
@@ -40,7 +48,7 @@ def select(seg, cfg: SegmentationNodeConfig, label_override: str = "") -> tuple[
             t = select_by_id(seg, cfg.target_id)
             return t, f"id {cfg.target_id}" if t else f"id {cfg.target_id} not in the image (ids: {seg.object_ids.tolist()})"
         if cfg.target_pixel:
-            t = select_by_point(seg, cfg.target_pixel, nearest=True)
+            t = select_by_point(seg, (cfg.target_pixel[0] / scale[0], cfg.target_pixel[1] / scale[1]), nearest=True)
             return t, f"pixel {list(cfg.target_pixel)}" if t else "no object in the image"
         if cfg.target_label.strip():
             t = select_by_label(seg, cfg.target_label)
@@ -89,6 +97,7 @@ class SegmentationNode(Node):
     def _on_image(self, msg: Image) -> None:
         try:
             check_rgb_msg(msg)  # a malformed frame must not displace the newest good one
+            check_image_size(msg, self.config.max_image_pixels)
         except ValueError as e:
             warn_throttled(self, self._throttle, "image", f"dropping camera image: {e}")
             return
@@ -110,20 +119,24 @@ class SegmentationNode(Node):
         except ValueError as e:
             warn_throttled(self, self._throttle, "image", f"dropping camera image: {e}")
             return
+        H, W = rgb.shape[:2]
+        f = downscale_factor(H, W, self.config.max_segment_pixels)
+        small = resize_rgb(rgb, -(-H // f), -(-W // f)) if f > 1 else rgb
         try:
-            seg = self.segmenter.segment(rgb)
+            seg = self.segmenter.segment(small)
         except ValueError as e:
             warn_throttled(self, self._throttle, "segment", f"segmentation failed: {e}")
             return
-        target, status = select(seg, self.config, self._label_override)
-        mask_msg = ids_to_msg(seg.instance_ids, msg.header)
+        sy, sx = H / small.shape[0], W / small.shape[1]
+        target, status = select(seg, self.config, self._label_override, (sx, sy))
+        mask_msg = ids_to_msg(resize_ids(seg.instance_ids, H, W) if f > 1 else seg.instance_ids, msg.header)
         out = DetectedObjects(instance_mask=mask_msg, target_id=int(target), target_status=status)
         out.header = msg.header
         cents = seg.centroids()
         for i, oid in enumerate(seg.object_ids):
             out.objects.append(DetectedObject(object_id=int(oid), label=seg.labels[i] or "", score=float(seg.scores[i]),
-                                              u=float(cents[i, 0]), v=float(cents[i, 1]), area=int(seg.areas[i]),
-                                              box=[float(b) for b in seg.boxes[i]]))
+                                              u=float(cents[i, 0] * sx), v=float(cents[i, 1] * sy), area=int(round(seg.areas[i] * sx * sy)),
+                                              box=[float(b) * s for b, s in zip(seg.boxes[i], (sx, sy, sx, sy))]))
         self.pub_mask.publish(mask_msg)
         self.pub_objects.publish(out)
         self.frames_done += 1

@@ -6,10 +6,19 @@ Lifecycle (rclpy.lifecycle, as in ros2/demos lifecycle_py):
 * ``on_activate`` / ``on_deactivate`` open / close the service for requests;
 * ``on_cleanup`` / ``on_shutdown`` free the weights (and the CUDA cache).
 
-A request while the node is not active, with more than ``max_batch`` candidates, a malformed image
-or mask, an unknown target id or a non-finite / out-of-image goal gets ``success=False`` and a
-readable ``message``; a candidate with NaN/inf values is returned ``valid=False`` with its
-``reason`` while the others are scored. ``autostart:=true`` configures and activates at start-up.
+A request while the node is not active, with more than ``max_batch`` candidates, a malformed or
+oversized image or mask, an unknown target id or a non-finite / out-of-image goal gets
+``success=False`` and a readable ``message``; a candidate with NaN/inf values or outside the stroke
+bounds (``stroke_*_range``) is returned ``valid=False`` with its ``reason`` while the others are
+scored. ``autostart:=true`` configures and activates at start-up.
+
+Admission (:mod:`kinemask_ros.admission`): one request runs, at most ``max_queue`` wait (FIFO);
+a request beyond that is answered at once with ``success=False, message="busy: ... retry later"``.
+Every request has ``time_budget_s`` from its arrival: if it cannot start in time it is answered
+busy; if scoring runs out of time the candidates not reached are ``valid=False`` with the reason.
+The service runs in a reentrant callback group on ``max_queue + 4`` executor threads, so a full
+queue never stops the node from answering. Deactivate / cleanup wait for the running and queued
+requests to be answered first.
 """
 
 from __future__ import annotations
@@ -21,15 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile
 
+from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
 from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames
 from kinemask_ros.ros.common import ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import WorldModelNodeConfig
-from kinemask_ros.ros.messages import (goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
+from kinemask_ros.ros.messages import (check_image_size, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
 from kinemask_ros.ros_convert import finite_or_reason, fit_ids_to_slots, resize_ids, resize_rgb
 from kinemask_ros_interfaces.msg import ScoredCandidate
@@ -52,12 +63,16 @@ class RequestError(ValueError):
     """A request rejected as a whole (becomes success=False, message=str(e))."""
 
 
-def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
+def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None, max_pixels: int | None = None):
     """Request image (+ optional mask) -> ``(rgb (H, W, 3), ids (H, W), labels)`` at model resolution.
 
-    An empty mask (width 0) is segmented here with the classical segmenter.
+    An empty mask (width 0) is segmented here with the classical segmenter, on the image already
+    downscaled to the model's resolution (segmenting a 4096x4096 frame first took 28 s).
+    ``max_pixels`` refuses larger images before decoding them.
     """
     try:
+        if max_pixels is not None:
+            check_image_size(image_msg, max_pixels, "max_image_pixels")
         rgb = rgb_from_msg(image_msg)
     except ValueError as e:
         raise RequestError(f"image: {e}") from None
@@ -67,6 +82,7 @@ def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
             from kinemask_ros.segmentation.classical import ClassicalSegmenter
 
             segmenter = ClassicalSegmenter()
+        rgb = resize_rgb(rgb, height, width)
         seg = segmenter.segment(rgb)
         ids = seg.instance_ids
         labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
@@ -76,22 +92,25 @@ def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
         except ValueError as e:
             raise RequestError(f"instance_mask: {e}") from None
         if ids.shape != rgb.shape[:2]:
-            raise RequestError(f"instance_mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise RequestError(f"instance_mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]} (width x height)")
     return resize_rgb(rgb, height, width), resize_ids(ids, height, width), labels
 
 
 class WorldModelNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("world_model", **kwargs)
-        self.params = ConfigParameters(self, WorldModelNodeConfig())
+        self.params = ConfigParameters(self, WorldModelNodeConfig(), read_only=("max_queue", "request_qos_depth"))
         self._throttle = Throttle()
         self._model_lock = threading.Lock()
         self.pipeline = None
         self.contact: ContactModel | None = None
         self.state_label = "unconfigured"
         self._rng = np.random.default_rng(self.config.seed)
-        self._group = MutuallyExclusiveCallbackGroup()
-        self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=self._group)
+        cfg = self.config
+        self.admission = Admission(cfg.max_queue, "imagine_outcomes request", "max_queue")
+        self.executor_threads = cfg.executor_threads
+        self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=ReentrantCallbackGroup(),
+                                       qos_profile=QoSProfile(depth=cfg.request_qos_depth))
         if self.config.autostart:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
         self.get_logger().info("world-model node up (unconfigured); configure + activate it to serve imagine_outcomes")
@@ -135,8 +154,14 @@ class WorldModelNode(LifecycleNode):
         self.get_logger().info("active: serving imagine_outcomes")
         return super().on_activate(state)
 
+    def _drain(self, what: str) -> None:
+        """Wait until the running and queued requests are answered (new ones see the new state)."""
+        if not self.admission.wait_idle(timeout_s=self.config.time_budget_s + 5.0):
+            self.get_logger().warning(f"{what}: requests still running after {self.config.time_budget_s + 5.0:.0f} s; going ahead")
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.state_label = "inactive"
+        self._drain("deactivate")
         return super().on_deactivate(state)
 
     def _free(self) -> None:
@@ -148,6 +173,7 @@ class WorldModelNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drain("cleanup")
         self._free()
         self.state_label = "unconfigured"
         self.get_logger().info("cleaned up: world model freed")
@@ -166,9 +192,15 @@ class WorldModelNode(LifecycleNode):
     # ------------------------------------------------------------------ service
     def _on_request(self, req: ImagineOutcomes.Request, resp: ImagineOutcomes.Response) -> ImagineOutcomes.Response:
         t0 = time.perf_counter()
+        deadline = Deadline(self.config.time_budget_s)
         try:
-            self._serve(req, resp)
+            with self.admission.admit(deadline):
+                self._serve(req, resp, deadline)
             resp.success = True
+        except Busy as e:
+            resp.success, resp.message = False, str(e)
+            resp.candidates, resp.ranking, resp.rollouts = [], [], []
+            warn_throttled(self, self._throttle, "busy", f"imagine_outcomes: {e}")
         except RequestError as e:
             resp.success, resp.message = False, str(e)
             resp.candidates, resp.ranking, resp.rollouts = [], [], []
@@ -180,7 +212,7 @@ class WorldModelNode(LifecycleNode):
         resp.latency_s = time.perf_counter() - t0
         return resp
 
-    def _serve(self, req, resp) -> None:
+    def _serve(self, req, resp, deadline: Deadline) -> None:
         cfg = self.config
         if self.state_label != "active":
             raise RequestError(f"the world-model node is {self.state_label}: configure and activate it (lifecycle) before sending requests")
@@ -200,7 +232,7 @@ class WorldModelNode(LifecycleNode):
             if pipe is None:
                 raise RequestError("the world model is not loaded")
             wc = pipe.config
-            rgb, ids, labels = load_frame(req.image, req.instance_mask, wc.height, wc.width)
+            rgb, ids, labels = load_frame(req.image, req.instance_mask, wc.height, wc.width, max_pixels=cfg.max_image_pixels)
             present = object_ids(ids)
             target = int(req.target_id)
             if target and target not in present:
@@ -213,11 +245,12 @@ class WorldModelNode(LifecycleNode):
             gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
             try:
                 imag = imagine_candidates(pipe, contact, rgb, slots, [stroke_values(c) for c in req.candidates],
-                                          (req.goal.x, req.goal.y), slot_target, S, cfg.num_inference_steps, cfg.score_config(), gen)
+                                          (req.goal.x, req.goal.y), slot_target, S, cfg.num_inference_steps, cfg.score_config(), gen,
+                                          bounds=cfg.push_bounds(), bounds_params=cfg.BOUNDS_PARAMS, deadline=deadline)
             except ValueError as e:
                 raise RequestError(str(e)) from None
             rollout_index = np.full(n, ScoredCandidate.NO_ROLLOUT, np.int64)
-            if req.return_frames and cfg.max_rollouts and len(imag.order):
+            if req.return_frames and cfg.max_rollouts and len(imag.order) and not deadline.expired:
                 top = [int(i) for i in imag.order[: cfg.max_rollouts]]
                 rf = rollout_frames(pipe, contact, rgb, slots, [imag.strokes[i] for i in top], imag.tracks[top, 0],
                                     cfg.video_inference_steps, gen)

@@ -24,6 +24,16 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 # ----------------------------------------------------------------------------- image input
+def downscale_factor(height: int, width: int, max_pixels: int) -> int:
+    """Smallest integer ``f >= 1`` with ``ceil(height / f) * ceil(width / f) <= max_pixels``."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    f = max(1, int(math.ceil(math.sqrt(height * width / max_pixels))))
+    while math.ceil(height / f) * math.ceil(width / f) > max_pixels:
+        f += 1
+    return f
+
+
 def prepare_image(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Any reasonable image -> contiguous ``(H, W, 3)`` uint8 RGB, or ``ValueError`` with the reason.
 
