@@ -9,6 +9,7 @@ parameters to a ROS parameter file, forwards Ctrl-C / SIGTERM and stops all node
     kinemask-graph --mode camera --camera-topic /camera/color/image_raw
     kinemask-graph --checkpoint runs/wm --set planner.num_candidates=32 --set sim_bridge.rate_hz=15
     kinemask-graph --close-loop        # the simulator executes the planner's best push, plans once per goal
+    kinemask-graph --respawn           # restart a node that dies (as launch_ros' respawn=True) instead of stopping
 
 The parameter tables below are kept equal to the launch files by ``tests/test_ros_launch.py``.
 """
@@ -134,6 +135,8 @@ class Graph:
         self._tmp = None
         self.workdir = Path(workdir) if workdir else None
         self.procs: dict[str, subprocess.Popen] = {}
+        self._cmds: dict[str, list[str]] = {}
+        self.restarts: dict[str, int] = {}
 
     def write_params(self) -> Path:
         """The ROS parameter file (JSON is valid YAML for rcl's parser)."""
@@ -161,13 +164,27 @@ class Graph:
         return out
 
     def start(self) -> "Graph":
-        for name, cmd in self.commands().items():
-            # Own process group: a terminal's Ctrl-C reaches only kinemask-graph, which forwards one
-            # SIGINT. KINEMASK_PARENT_PID makes a node stop by itself if kinemask-graph dies.
-            group = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
-            env = dict(self.env, KINEMASK_PARENT_PID=str(os.getpid()))
-            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=self.stdout, stderr=self.stderr, **group)
+        self._cmds = self.commands()
+        for name in self._cmds:
+            self.start_node(name)
         return self
+
+    def start_node(self, name: str) -> subprocess.Popen:
+        """(Re)start one node process with its command from :meth:`start`."""
+        # Own process group: a terminal's Ctrl-C reaches only kinemask-graph, which forwards one
+        # SIGINT. KINEMASK_PARENT_PID makes a node stop by itself if kinemask-graph dies.
+        group = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+        env = dict(self.env, KINEMASK_PARENT_PID=str(os.getpid()))
+        self.procs[name] = subprocess.Popen(self._cmds[name], env=env, stdout=self.stdout, stderr=self.stderr, **group)
+        return self.procs[name]
+
+    def respawn_dead(self) -> dict[str, int]:
+        """Restart every node that has exited; returns ``{name: exit code}`` of those restarted."""
+        dead = {n: rc for n, rc in self.poll().items() if rc is not None}
+        for name in dead:
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.start_node(name)
+        return dead
 
     def poll(self) -> dict[str, int | None]:
         return {n: p.poll() for n, p in self.procs.items()}
@@ -214,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--namespace", default="", help="ROS namespace for every node")
     p.add_argument("--close-loop", action="store_true",
                    help="sim: execute the planner's best push in the simulator (sim/execute_push:=planner/best_push, planner.replan=on_goal)")
+    p.add_argument("--respawn", action="store_true", help="restart a node that exits (default: stop the whole graph)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter (repeatable)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
     p.add_argument("--print", action="store_true", help="print the node commands and parameters, start nothing")
@@ -242,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         while stop["sig"] is None:
+            if a.respawn:
+                for n, rc in g.respawn_dead().items():
+                    print(f"kinemask-graph: {n} exited with {rc}; restarted it (restart {g.restarts[n]})", file=sys.stderr, flush=True)
             dead = {n: rc for n, rc in g.poll().items() if rc is not None}
             if dead:
                 print(f"kinemask-graph: node(s) exited: {dead}; stopping the graph", file=sys.stderr, flush=True)

@@ -66,6 +66,8 @@ from kinemask_ros_interfaces.msg import PredictedRollout
 
 _KEEP_FRAMES = 64
 MAX_ITERATIONS = 1000
+#: values of PlanPush.Feedback.stage (the .action comment lists them; tests/test_ros_docs.py checks)
+FEEDBACK_STAGES = ("imagining", "done")
 #: seconds a finished goal's result stays available to a client that asks for it late
 RESULT_TIMEOUT_S = 300
 
@@ -426,7 +428,7 @@ class PlannerNode(Node):
                         progress["best"] = min(progress["best"], float(sc.total[sc.valid].min()))
                 except ValueError:
                     pass
-                feedback(progress["it"], total_it, progress["done"], progress["best"], "imagining")
+                feedback(progress["it"], total_it, progress["done"], progress["best"], FEEDBACK_STAGES[0])
             return im
 
         stop = (lambda: deadline.expired) if deadline is not None else None
@@ -466,7 +468,7 @@ class PlannerNode(Node):
             msg += (f"; the time budget of {deadline.budget_s:g} s ran out after {out.iterations} of {total_it} iterations "
                     f"(parameter time_budget_s)")
         if feedback is not None:
-            feedback(progress["it"], total_it, progress["done"], progress["best"], "done")
+            feedback(progress["it"], total_it, progress["done"], progress["best"], FEEDBACK_STAGES[1])
         return Decision(arr, best, msg, render if top else None)
 
 
