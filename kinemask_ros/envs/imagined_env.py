@@ -5,6 +5,10 @@ scene (the first camera image); every ``step`` asks the world model what the pus
 model -> velocity + driver masks -> sampled object tracks) and moves the objects to the imagined
 positions, so policies can be tested offline against the model. Observation images are renders
 of the imagined state (objects keep their yaw: the tracks carry positions only).
+
+Each step draws the sampler's seed from ``np_random``: ``pickle`` / ``copy.deepcopy`` clones (which
+carry ``np_random``) imagine bit-identical steps; :meth:`set_state` leaves ``np_random`` alone, so
+copy it too (``other.np_random = copy.deepcopy(env.np_random)``) for identical imagined steps.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class KineMaskImaginedEnv(KineMaskPushEnv):
         gen = torch.Generator().manual_seed(int(self.np_random.integers(2**31)))
         out = pipe(**inputs, num_samples=1, num_inference_steps=self.num_inference_steps, generator=gen)
         tracks = out.tracks[0, 0].numpy()  # (K, T, 2)
-        before = self.scene.poses()
+        before = self._poses.copy()
         k = len(self._objects)
         after = before.copy()
         for i in range(k):
@@ -76,7 +80,7 @@ class KineMaskImaginedEnv(KineMaskPushEnv):
                 delta = self.scene.camera.unproject_table(tracks[i, -1], z) - self.scene.camera.unproject_table(tracks[i, 0], z)
                 after[i, :2] = before[i, :2] + delta
         after[:, :2] = np.clip(after[:, :2], -0.5, 0.5)
-        self.scene.set_objects(self._objects, after)
+        self._set_poses(after)
         self._velocities = np.zeros((k, 3))
         self._rgb, self._mask = self.scene.render()
         self.last_episode = None

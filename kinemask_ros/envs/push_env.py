@@ -4,11 +4,19 @@ One step is one pusher stroke (a whole simulated clip, :meth:`TabletopScene.exec
 observation is what a camera-based planner sees (RGB, instance mask, goal mask) plus the
 privileged object states that the oracle and heuristic baselines use.
 
-State convention: at the end of every step the env brings the scene to rest at the objects'
+State convention: at the end of every step the env rebuilds the scene at rest at the objects'
 final poses and lifts the pusher out of view (the next stroke re-parks it at its own start).
-The simulator state between steps is therefore fully described by :meth:`get_state` (object
-specs, poses, target, goal), so :meth:`set_state`, ``pickle`` and ``copy.deepcopy`` reproduce
-the env exactly: same actions give bit-identical observations and rewards (tested).
+The env keeps the exact ``(K, 3)`` float64 poses it built the scene from (``_poses``) and never
+re-reads them from PyBullet: reading back goes through a quaternion and changes the last bits of
+the yaw, which contact-rich pushes amplify to millimetres within a few steps. The simulator state
+between steps is therefore fully described by :meth:`get_state` (object specs, those poses,
+target, goal), so :meth:`set_state`, ``pickle`` and ``copy.deepcopy`` reproduce the env exactly:
+same actions give bit-identical observations and rewards (tested over 24 seeds).
+
+Forked workers (``gymnasium.make_vec(..., vectorization_mode="async")`` with the default
+``fork`` start method on Linux): importing this module registers an ``os.fork`` hook that sets
+torch to one thread in the child, because GNU OpenMP (libgomp) deadlocks in a forked child whose
+parent had already started its thread pool (see ``docs/envs.md``).
 
 See ``docs/envs.md`` for the spaces, reward, ``info`` keys and examples.
 """
@@ -16,6 +24,8 @@ See ``docs/envs.md`` for the spaces, reward, ``info`` keys and examples.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -36,6 +46,23 @@ _GOAL_TRIES = 200
 _SCENE_TRIES = 50
 _OPTION_KEYS = ("objects", "poses", "target", "goal")
 _STATE_KEYS = ("objects", "poses", "target", "goal")
+
+
+def _single_torch_thread_in_forked_child() -> None:
+    """``os.fork`` child hook: run torch single-threaded in the child (no-op when torch is not loaded).
+
+    GNU OpenMP keeps its thread pool across ``fork`` only in the parent: the first parallel torch
+    op in a child forked after the parent ran one waits forever for pool threads that do not exist
+    there (``KineMaskImagined-v0`` in ``AsyncVectorEnv`` workers). With one thread torch never
+    enters an OpenMP parallel region. PyTorch's own ``DataLoader`` workers make the same choice.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; registered once per import of this module
+    os.register_at_fork(after_in_child=_single_torch_thread_in_forked_child)
 
 
 def _is_int(v: Any) -> bool:
@@ -165,6 +192,7 @@ class KineMaskPushEnv(gym.Env):
         self._objects: list[ObjectSpec] = []
         self._target = 0
         self._goal = np.zeros(2)
+        self._poses = np.zeros((0, 3))  # (K, 3) x, y, yaw the scene was built from (the canonical state)
         self._velocities = np.zeros((0, 3))  # velocities at the end of the last clip (K, 3)
         self._rgb: np.ndarray | None = None
         self._mask: np.ndarray | None = None
@@ -186,7 +214,7 @@ class KineMaskPushEnv(gym.Env):
 
     def goal_distance(self) -> float:
         """Distance [m] from the target's centre to the goal."""
-        return float(np.linalg.norm(self.scene.poses()[self._target - 1, :2] - self._goal))
+        return float(np.linalg.norm(self._poses[self._target - 1, :2] - self._goal))
 
     def action_to_stroke(self, action: np.ndarray) -> PushStroke:
         """Normalised action ``(5,)`` -> :class:`PushStroke` (validated; clipped into the bounds)."""
@@ -248,12 +276,12 @@ class KineMaskPushEnv(gym.Env):
         if not self._objects:
             raise RuntimeError("call reset() before step()")
         stroke = self.action_to_stroke(action)
-        before = self.scene.poses()
+        before = self._poses.copy()
         episode = self.scene.execute(stroke)
         self.last_episode = episode
         after = self.scene.states()
-        # Bring the scene to rest at the final poses, pusher out of view (see the module docstring).
-        self.scene.set_objects(self._objects, after[:, :3])
+        # Rebuild the scene at rest at the final poses, pusher out of view (see the module docstring).
+        self._set_poses(after[:, :3])
         self._velocities = after[:, 3:].copy()
         self._rgb, self._mask = self.scene.render()
 
@@ -307,14 +335,16 @@ class KineMaskPushEnv(gym.Env):
         """Plain-Python snapshot: ``{"objects": [spec dicts], "poses": [[x, y, yaw], ...],
         "target": int, "goal": [x, y], "velocities": [[vx, vy, wz], ...]}``.
 
-        ``velocities`` only feeds ``object_states`` (the scene itself is at rest between steps);
-        :meth:`set_state` treats it as optional.
+        ``poses`` are the exact float64 values the scene was built from (Python floats, so a JSON
+        round trip keeps every bit), not poses read back from PyBullet. ``velocities`` only feeds
+        ``object_states`` (the scene itself is at rest between steps); :meth:`set_state` treats it
+        as optional.
         """
         if not self._objects:
             raise RuntimeError("call reset() before get_state()")
         return {
             "objects": [asdict(s) for s in self._objects],
-            "poses": self.scene.poses().tolist(),
+            "poses": self._poses.tolist(),
             "target": int(self._target),
             "goal": [float(v) for v in self._goal],
             "velocities": self._velocities.tolist(),
@@ -340,18 +370,16 @@ class KineMaskPushEnv(gym.Env):
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
-        d.pop("scene", None)  # the PyBullet client cannot be pickled; rebuilt from the poses
-        d["_pickled_poses"] = self.scene.poses() if (self._objects and not self._closed) else None
+        d.pop("scene", None)  # the PyBullet client cannot be pickled; rebuilt from ``_poses``
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        poses = d.pop("_pickled_poses", None)
         self.__dict__.update(d)
         self.scene = TabletopScene(self.config.scene)
         if self._closed:
             self.scene.close()
-        elif poses is not None:
-            self.scene.set_objects(self._objects, poses)
+        elif self._objects:
+            self.scene.set_objects(self._objects, self._poses)
 
     # ------------------------------------------------------------------ internals
     def _check_open(self) -> None:
@@ -412,9 +440,16 @@ class KineMaskPushEnv(gym.Env):
                 return g
         return None
 
-    def _load(self, specs: list[ObjectSpec], poses: np.ndarray, target: int, goal: np.ndarray, velocities: np.ndarray) -> None:
+    def _set_poses(self, poses: np.ndarray, specs: list[ObjectSpec] | None = None) -> None:
+        """Rebuild the scene at rest with ``specs`` (default: the current objects) at ``poses``
+        ``(K, 3)`` x, y, yaw, and keep these exact values as the env's state."""
+        poses = np.array(poses, dtype=float).reshape(-1, 3)
+        specs = self._objects if specs is None else list(specs)
         self.scene.set_objects(specs, poses)
-        self._objects = list(specs)
+        self._objects, self._poses = specs, poses
+
+    def _load(self, specs: list[ObjectSpec], poses: np.ndarray, target: int, goal: np.ndarray, velocities: np.ndarray) -> None:
+        self._set_poses(poses, specs)
         self._target = int(target)
         self._goal = np.asarray(goal, dtype=float).copy()
         self._velocities = np.asarray(velocities, dtype=float).copy()
@@ -443,7 +478,7 @@ class KineMaskPushEnv(gym.Env):
         states = np.zeros((K, 7), np.float32)
         k = len(self._objects)
         states[:k, 0] = 1.0
-        states[:k, 1:4] = self.scene.poses()
+        states[:k, 1:4] = self._poses
         states[:k, 4:7] = self._velocities
         states = np.clip(states, STATE_LOW, STATE_HIGH)
         w = np.float32(self.config.scene.workspace_half_extent)
