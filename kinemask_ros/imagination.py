@@ -18,6 +18,7 @@ import torch
 
 from kinemask_ros.admission import Deadline
 from kinemask_ros.contact import ContactModel
+from kinemask_ros.object_scene import object_ids  # noqa: F401  (re-exported: the nodes import it from here)
 from kinemask_ros.planning import Imagined, WorldModelDynamics
 from kinemask_ros.push import PushBounds, PushStroke
 from kinemask_ros.scoring import TERM_NAMES, Goal, ScoreConfig, score_tracks
@@ -44,11 +45,6 @@ def goal_from_table(contact: ContactModel, goal_xy, height: int, width: int) -> 
     g = Goal(point_px=contact.camera.project_table(xy, contact.config.object_height / 2))
     g.check_inside(height, width)
     return g
-
-
-def object_ids(mask: np.ndarray) -> list[int]:
-    """Object ids present in an instance mask (0 background and 255 pusher excluded)."""
-    return [int(i) for i in np.unique(mask) if i not in (0, 255)]
 
 
 @dataclass

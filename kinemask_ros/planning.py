@@ -20,6 +20,7 @@ import torch
 from kinemask_ros.camera import CameraConfig, CameraModel
 from kinemask_ros.candidates import CandidateConfig, ObjectCentricActions
 from kinemask_ros.contact import ContactModel, ContactModelConfig
+from kinemask_ros.object_scene import fit_to_slots, object_ids
 from kinemask_ros.policies.shooting import CEM, MPPI, CEMConfig, MPPIConfig, PlanResult, RandomShooting, RandomShootingConfig
 from kinemask_ros.push import PushStroke
 from kinemask_ros.scoring import Goal, ScoreConfig, Scores, score_tracks
@@ -77,9 +78,12 @@ class PlanOutput:
         strokes: every evaluated stroke; ``order`` ranks them best first (invalid last).
         params: ``(N, 4)`` object-centric parameters of the strokes.
         scores: cost terms and totals per stroke.
-        imagined: the rollouts that were scored.
+        imagined: the rollouts that were scored (track slot ``k`` is object ``id_map[k]``).
         latency_s: wall time of the decision.
         valid: False when no candidate had a finite cost (``best_stroke`` is then None).
+        left_out: object ids that got no world-model slot (:func:`kinemask_ros.object_scene.fit_to_slots`);
+            ``id_map`` maps slots to the caller's ids when slots were fitted (None: ids are the slots);
+            ``warning`` is non-empty when a left-out object was within reach of the push.
     """
 
     strokes: list[PushStroke]
@@ -91,6 +95,9 @@ class PlanOutput:
     planner: str
     iterations: int
     message: str = ""
+    left_out: list[int] = field(default_factory=list)
+    id_map: dict[int, int] | None = None
+    warning: str = ""
 
     @property
     def valid(self) -> bool:
@@ -209,6 +216,11 @@ class PushPlanner:
         cfg = self.config
         H, W = self.camera.height, self.camera.width
         goal.check_inside(H, W)
+        fit = None
+        if dynamics is None and self.pipeline is not None and len(object_ids(instance_mask)) > self.pipeline.config.max_objects:
+            fit = fit_to_slots(instance_mask, self.pipeline.config.max_objects, self.camera, target_id,
+                               pusher_radius=cfg.contact.pusher_radius, object_height=cfg.candidates.object_height)
+            instance_mask, target_id = fit.slots, fit.slot_of(target_id)
         actions = ObjectCentricActions(instance_mask, target_id, self.camera, cfg.candidates)
         if dynamics is None:
             if self.pipeline is None:
@@ -251,7 +263,12 @@ class PushPlanner:
                         np.concatenate([s.valid for *_, s in log]), [r for *_, s in log for r in s.reasons])
         order = scores.ranking()
         msg = "" if scores.valid.any() else "no valid candidate: every imagined rollout was invalid (" + scores.reasons[0] + ")"
-        return PlanOutput(strokes, params, scores, imag, order, time.perf_counter() - t0, cfg.method, result.iterations, msg)
+        out = PlanOutput(strokes, params, scores, imag, order, time.perf_counter() - t0, cfg.method, result.iterations, msg)
+        if fit is not None:
+            out.left_out, out.id_map, out.warning = list(fit.left_out), dict(fit.id_map), fit.warning()
+            lut = np.array([0] + [fit.id_map[k] for k in sorted(fit.id_map)], np.int64)
+            out.imagined.target_ids = lut[np.asarray(out.imagined.target_ids, np.int64)]
+        return out
 
     def _goal_table(self, goal: Goal) -> np.ndarray:
         if goal.point_px is not None:

@@ -190,26 +190,6 @@ def resize_ids(ids: np.ndarray, height: int, width: int) -> np.ndarray:
     return a[rows[:, None], cols[None, :]]
 
 
-def fit_ids_to_slots(ids: np.ndarray, max_objects: int, keep: tuple[int, ...] = (), ignore: tuple[int, ...] = (255,)) -> tuple[np.ndarray, dict[int, int]]:
-    """Relabel an id map to ids ``1..n`` with ``n <= max_objects`` (a world model has ``K`` object slots).
-
-    Objects in ``keep`` come first (in that order), then the others by decreasing area; objects
-    beyond ``max_objects`` become background. Ids in ``ignore`` (the simulator's pusher) map to 0.
-    Returns ``(new_ids uint8, mapping new_id -> old_id)``.
-    """
-    a = np.asarray(ids)
-    present, counts = np.unique(a, return_counts=True)
-    objs = [(int(i), int(c)) for i, c in zip(present, counts) if i != 0 and int(i) not in ignore]
-    order = [k for k in keep if any(k == i for i, _ in objs)]
-    order += [i for i, _ in sorted(objs, key=lambda t: (-t[1], t[0])) if i not in order]
-    order = order[:max_objects]
-    lut_keys = np.array(order, dtype=np.int64)
-    out = np.zeros(a.shape, np.uint8)
-    for new, old in enumerate(lut_keys, start=1):
-        out[a == old] = new
-    return out, {new: int(old) for new, old in enumerate(lut_keys, start=1)}
-
-
 def finite_or_reason(**values: float) -> str:
     """``""`` when every value is a finite number, else a reason naming the first bad one."""
     for k, v in values.items():

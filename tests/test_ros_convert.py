@@ -121,14 +121,6 @@ def test_resize_and_fit_to_slots():
     ids[10:20, 10:20] = 7
     r = rc.resize_ids(ids, 32, 32)
     assert set(np.unique(r)) == {0, 7} and (r == 7).sum() == 25
-    m = np.zeros((8, 8), np.uint8)
-    m[0, :5] = 3  # area 5
-    m[1, :2] = 9  # area 2
-    m[2, :4] = 4  # area 4
-    m[3, :1] = 255  # pusher: ignored
-    out, mapping = rc.fit_ids_to_slots(m, 2, keep=(9,))
-    assert mapping == {1: 9, 2: 3}
-    assert (out == 1).sum() == 2 and (out == 2).sum() == 5 and out.max() == 2
 
 
 def test_finite_or_reason():

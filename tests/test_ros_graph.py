@@ -516,6 +516,24 @@ def test_out_of_bounds_strokes_are_refused_before_any_work(graph):
     assert not resp.success and "exceeds max_image_pixels" in resp.message
 
 
+def test_more_objects_than_slots_are_reported_not_dropped_silently(graph):
+    """A mask with 6 objects for a K=4 model: the response names the 2 objects that got no slot."""
+    c = graph["client"]
+    (img, _), goal = _paired_frame(c), c.latest("goal")
+    ids = np.zeros((32, 32), np.uint8)
+    for i, u in enumerate(range(2, 30, 5)):
+        ids[14:18, u:u + 3] = 10 + i  # ids 10..15 from left to right
+    mask = Image(header=img.header, height=32, width=32, encoding="mono8", step=32, data=ids.tobytes())
+    stroke = PushStrokeMsg(x=-0.19, y=0.0, theta=0.0, length=0.1, speed=0.3)  # along the row from the left
+    req = ImagineOutcomes.Request(image=img, instance_mask=mask, candidates=[stroke], num_samples=1,
+                                  goal=Point(x=goal.point.x, y=goal.point.y), target_id=10)
+    resp = c.call(c.imagine, req)
+    assert resp.success, resp.message
+    assert sorted(resp.left_out_ids) == [14, 15] and "2 objects got no slot (left_out_ids)" in resp.message
+    arr = c.latest("candidates")
+    assert list(arr.left_out_ids) == [] and arr.warning == ""  # the simulator's scenes fit
+
+
 def test_plan_push_time_budget_returns_the_best_ranking_so_far(graph):
     from action_msgs.msg import GoalStatus
 

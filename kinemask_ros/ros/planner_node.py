@@ -57,7 +57,8 @@ from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
 from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg,
                                        rollout_msg, scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
-from kinemask_ros.ros_convert import fit_ids_to_slots, resize_ids, resize_rgb
+from kinemask_ros.object_scene import fit_to_slots
+from kinemask_ros.ros_convert import resize_ids, resize_rgb
 from kinemask_ros.scoring import score_tracks
 from kinemask_ros_interfaces.action import PlanPush
 from kinemask_ros_interfaces.msg import DetectedObjects, ScoredCandidate, ScoredCandidateArray
@@ -406,8 +407,9 @@ class PlannerNode(Node):
             target_id = min(present, key=lambda o: float(np.linalg.norm(cents[o] - goal.point_px)))
         elif target_id not in present:
             raise ValueError(f"target id {target_id} is not in the segmented image (ids present: {present})")
-        slots, id_map = fit_ids_to_slots(ids, wc.max_objects, keep=(target_id,))
-        slot_target = {v: k for k, v in id_map.items()}[target_id]
+        fit = fit_to_slots(ids, wc.max_objects, cam, target_id, pusher_radius=cfg.pusher_radius, object_height=cfg.object_height)
+        slots, id_map = fit.slots, fit.id_map
+        slot_target = fit.slot_of(target_id)
         total_it = 1 if method == "random" else iters
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
         base = WorldModelDynamics(pipe, planner.contact, rgb, slots, cfg.num_samples, cfg.num_inference_steps, gen)
@@ -451,7 +453,8 @@ class PlannerNode(Node):
 
         weights = {k: float(pc.score.weights.get(k, 0.0)) for k in out.scores.terms}
         arr = ScoredCandidateArray(planner=method, world_model=checkpoint_name(cfg.checkpoint), iterations=int(out.iterations),
-                                   num_rollouts=int(len(out.strokes) * cfg.num_samples))
+                                   num_rollouts=int(len(out.strokes) * cfg.num_samples), left_out_ids=[int(o) for o in fit.left_out],
+                                   warning=fit.warning())
         arr.header.stamp = header.stamp
         arr.header.frame_id = "table"
         for i in order:
@@ -464,6 +467,8 @@ class PlannerNode(Node):
         best = stroke_to_msg(out.best_stroke) if out.valid else None
         msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid
                else (out.message or "no valid candidate"))
+        if fit.left_out:
+            msg += f"; {len(fit.left_out)} objects got no slot (left_out_ids)" + (f": {fit.warning()}" if fit.warning() else "")
         if out.iterations < total_it:
             msg += (f"; the time budget of {deadline.budget_s:g} s ran out after {out.iterations} of {total_it} iterations "
                     f"(parameter time_budget_s)")

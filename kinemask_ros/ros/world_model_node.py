@@ -37,12 +37,13 @@ from rclpy.qos import QoSProfile
 from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
-from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames
+from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames, stroke_or_reason
 from kinemask_ros.ros.common import ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import WorldModelNodeConfig
 from kinemask_ros.ros.messages import (check_image_size, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
-from kinemask_ros.ros_convert import finite_or_reason, fit_ids_to_slots, resize_ids, resize_rgb
+from kinemask_ros.object_scene import fit_to_slots
+from kinemask_ros.ros_convert import finite_or_reason, resize_ids, resize_rgb
 from kinemask_ros_interfaces.msg import ScoredCandidate
 from kinemask_ros_interfaces.srv import ImagineOutcomes
 
@@ -57,6 +58,10 @@ def resolve_device(name: str) -> str:
 
 def checkpoint_name(path: str) -> str:
     return "embedded" if not path else Path(path).name or path
+
+
+def _stroke_or_none(values):
+    return stroke_or_reason(values)[0]
 
 
 class RequestError(ValueError):
@@ -239,14 +244,20 @@ class WorldModelNode(LifecycleNode):
                 raise RequestError(f"target id {target} is not in the instance mask (ids present: {present})")
             if not present:
                 raise RequestError("the instance mask holds no object: nothing to push")
-            slots, id_map = fit_ids_to_slots(ids, wc.max_objects, keep=(target,) if target else ())
+            strokes = [stroke_values(c) for c in req.candidates]
+            bounds = cfg.push_bounds()
+            region = [st for st in map(_stroke_or_none, strokes) if st is not None and not bounds.violation(st)]
+            fit = fit_to_slots(ids, wc.max_objects, contact.camera, target, region, pusher_radius=cfg.pusher_radius,
+                               object_height=cfg.object_height)
+            slots, id_map = fit.slots, fit.id_map
             back = dict(id_map)
-            slot_target = {v: k for k, v in id_map.items()}.get(target, 0) if target else 0
+            slot_target = fit.slot_of(target) if target else 0
+            resp.left_out_ids = [int(o) for o in fit.left_out]
             gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
             try:
-                imag = imagine_candidates(pipe, contact, rgb, slots, [stroke_values(c) for c in req.candidates],
+                imag = imagine_candidates(pipe, contact, rgb, slots, strokes,
                                           (req.goal.x, req.goal.y), slot_target, S, cfg.num_inference_steps, cfg.score_config(), gen,
-                                          bounds=cfg.push_bounds(), bounds_params=cfg.BOUNDS_PARAMS, deadline=deadline)
+                                          bounds=bounds, bounds_params=cfg.BOUNDS_PARAMS, deadline=deadline)
             except ValueError as e:
                 raise RequestError(str(e)) from None
             rollout_index = np.full(n, ScoredCandidate.NO_ROLLOUT, np.int64)
@@ -266,6 +277,8 @@ class WorldModelNode(LifecycleNode):
         resp.ranking = [int(i) for i in imag.order]
         nv = int(imag.valid.sum())
         resp.message = f"{nv}/{n} candidates valid" + ("" if nv == n else f"; first invalid: {imag.reasons[int(np.argmin(imag.valid))]}")
+        if fit.left_out:
+            resp.message += f"; {len(fit.left_out)} objects got no slot (left_out_ids)" + (f": {fit.warning()}" if fit.warning() else "")
 
 
 def main(args=None) -> int:

@@ -1,0 +1,74 @@
+"""The slot rule for scenes with more objects than the world model's K (kinemask_ros.object_scene)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinemask_ros.camera import CameraConfig, CameraModel
+from kinemask_ros.object_scene import fit_to_slots
+from kinemask_ros.push import PushStroke
+
+CAM = CameraModel(CameraConfig(width=32, height=32))
+
+
+def _row_scene() -> np.ndarray:
+    """Six 3x4 px objects in a row through the image centre (ids 1..6, left to right) and a big one (7) in a corner."""
+    ids = np.zeros((32, 32), np.uint8)
+    for i, u in enumerate(range(2, 30, 5)):
+        ids[14:18, u:u + 3] = i + 1
+    ids[0:8, 24:32] = 7  # largest object, far from any push along the row
+    return ids
+
+
+def test_keeps_what_the_push_can_reach_not_the_largest():
+    ids = _row_scene()
+    stroke = PushStroke(-0.19, 0.0, 0.0, 0.12, 0.3)  # along the row, from the left edge
+    fit = fit_to_slots(ids, 4, CAM, target_id=1, strokes=[stroke], reach_m=0.15)
+    assert fit.kept == [1, 2, 3, 4] and 7 in fit.left_out  # the big corner object is not kept
+    assert sorted(fit.kept + fit.left_out) == list(range(1, 8))
+    assert fit.id_map == {1: 1, 2: 2, 3: 3, 4: 4} and fit.slot_of(5) == 0
+    assert set(np.unique(fit.slots)) == {0, 1, 2, 3, 4}
+    assert np.array_equal(fit.slots == 3, ids == 3)
+    # gaps grow along the row; object 5 (within reach_m) is reported as reachable-but-left-out, 6 is not
+    assert fit.gaps_m[2] <= fit.gaps_m[3] <= fit.gaps_m[4] <= fit.gaps_m[5] <= fit.gaps_m[6]
+    assert fit.reachable_left_out == [5] and "objects [5] are within reach" in fit.warning()
+
+
+def test_target_always_kept_and_no_drop_below_k():
+    ids = _row_scene()
+    fit = fit_to_slots(ids, 2, CAM, target_id=6)  # target at the far right, no strokes: region = its footprint
+    assert fit.kept[0] == 6 and fit.kept[1] == 5 and len(fit.left_out) == 5
+    fit = fit_to_slots(ids, 8, CAM, target_id=3)
+    assert not fit.left_out and not fit.warning() and sorted(fit.kept) == list(range(1, 8))
+
+
+def test_pusher_id_ignored_and_errors():
+    ids = _row_scene()
+    ids[0, 0] = 255
+    fit = fit_to_slots(ids, 8, CAM)
+    assert 255 not in fit.kept and fit.slots[0, 0] == 0
+    with pytest.raises(ValueError, match="target id 9 is not in the id map"):
+        fit_to_slots(ids, 4, CAM, target_id=9)
+    with pytest.raises(ValueError, match="camera model is 32x32 but the id map is 16x32"):
+        fit_to_slots(ids[:, :16], 4, CAM)
+
+
+def test_planner_plans_on_more_objects_than_slots_and_reports_left_out(tmp_path):
+    from ros_utils import make_tiny_checkpoint
+
+    from kinemask_ros.planning import PlannerConfig, PushPlanner
+    from kinemask_ros.policies.shooting import CEMConfig
+    from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+    pipe = KineMaskPipeline.from_pretrained(make_tiny_checkpoint(tmp_path / "wm"))  # K = 4
+    ids = _row_scene()
+    image = np.full((32, 32, 3), 200, np.uint8)
+    image[ids > 0] = (200, 30, 30)
+    planner = PushPlanner(CAM, PlannerConfig(cem=CEMConfig(num_samples=8, iterations=1, num_elites=4)), pipe)
+    goal = planner.goal_from_table((0.0, 0.1))
+    out = planner.plan(image, ids, 3, goal)
+    assert sorted(out.left_out) == sorted(set(range(1, 8)) - set(out.id_map.values())) and len(out.left_out) == 3
+    assert out.id_map[1] == 3 and 3 not in out.left_out  # the target keeps slot 1
+    assert set(np.unique(out.imagined.target_ids)) <= {0} | set(out.id_map.values())  # reported in the caller's ids
+    assert out.valid and out.best_stroke is not None
