@@ -45,6 +45,8 @@ setup(
         "console_scripts": [
             "kinemask-generate = kinemask_ros.sim_bridge.dataset:main",
             "kinemask-train = kinemask_ros.world_model.train:main",
+            "kinemask-generate-objects = kinemask_ros.sim_bridge.object_dataset:main",
+            "kinemask-train-objects = kinemask_ros.world_model.objects:main",
             "kinemask-demo = kinemask_ros.demo:main",
             "kinemask-segmentation-node = kinemask_ros.ros.segmentation_node:main",
             "kinemask-world-model-node = kinemask_ros.ros.world_model_node:main",

@@ -19,7 +19,7 @@ import torch
 from kinemask_ros.admission import Deadline
 from kinemask_ros.contact import ContactModel
 from kinemask_ros.object_scene import object_ids  # noqa: F401  (re-exported: the nodes import it from here)
-from kinemask_ros.planning import Imagined, WorldModelDynamics
+from kinemask_ros.planning import Imagined, WorldModelDynamics, make_dynamics, slot_limit
 from kinemask_ros.push import PushBounds, PushStroke
 from kinemask_ros.scoring import TERM_NAMES, Goal, ScoreConfig, score_tracks
 
@@ -102,14 +102,16 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     goal outside the image, mask without objects).
     """
     cfg = pipeline.config
-    H, W, K = cfg.height, cfg.width, cfg.max_objects
+    H, W = instance_mask.shape
     if len(strokes) == 0:
         raise ValueError("no candidates in the request")
     present_ids = object_ids(instance_mask)
     if not present_ids:
         raise ValueError("the instance mask holds no object (ids 1..K): nothing to push")
-    if max(present_ids) > K:
-        raise ValueError(f"the instance mask holds id {max(present_ids)} but the world model has {K} object slots (ids 1..{K})")
+    limit = slot_limit(pipeline)
+    if max(present_ids) > limit:
+        raise ValueError(f"the instance mask holds id {max(present_ids)} but the world model has {limit} object slots (ids 1..{limit})")
+    K = max(present_ids) if getattr(pipeline, "object_model", None) is not None else cfg.max_objects
     if target_id and target_id not in present_ids:
         raise ValueError(f"target id {target_id} is not in the instance mask (ids present: {present_ids})")
     goal = goal_from_table(contact, goal_xy, H, W)
@@ -140,7 +142,7 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     present = np.zeros(K, bool)
     present[[i - 1 for i in present_ids]] = True
     if ok:
-        dyn = WorldModelDynamics(pipeline, contact, image, instance_mask, num_samples, num_inference_steps, generator)
+        dyn = make_dynamics(pipeline, contact, image, instance_mask, num_samples, num_inference_steps, generator)
         parts: list[Imagined] = []
         done = 0
         while done < len(ok) and not (done and deadline is not None and deadline.expired):
@@ -245,13 +247,16 @@ def rollout_frames(pipeline, contact: ContactModel, image: np.ndarray, instance_
     """Frames for ``n`` strokes: the checkpoint's video model when it has one, else :func:`warp_frames`.
 
     ``tracks (n, K, T, 2)`` (e.g. sample 0 of the scored rollouts) are used for the track-warp
-    fallback and for the returned tracks; when None, the track model is run once more.
+    fallback and for the returned tracks; when None, the track model is run once more. With an
+    object model (v2) the frames are always the track warp of its tracks, so that the pictures
+    show the same motion that was scored (the raster video model only knows ``K`` slots and its
+    own raster tracks).
     """
     cfg = pipeline.config
     s = cfg.video_frame_stride
     idx = list(range(0, cfg.num_frames, s))
-    dyn = WorldModelDynamics(pipeline, contact, image, instance_mask, 1, 8, generator)
-    if pipeline.video_model is not None:
+    dyn = make_dynamics(pipeline, contact, image, instance_mask, 1, 8, generator)
+    if pipeline.video_model is not None and isinstance(dyn, WorldModelDynamics):
         inp = dyn.inputs(strokes)
         inp.pop("_targets")
         out = pipeline(**inp, num_samples=1, return_video=True, video_inference_steps=video_inference_steps, generator=generator)
@@ -265,6 +270,6 @@ def rollout_frames(pipeline, contact: ContactModel, image: np.ndarray, instance_
         tr = dyn(strokes).tracks[:, 0] if tracks is None else np.asarray(tracks)
         frames, masks = warp_frames(image, instance_mask, tr, idx)
         source = "track_warp"
-    K = cfg.max_objects
+    K = np.asarray(tr).shape[1]
     areas = np.stack([(masks == k).sum((-1, -2)) for k in range(1, K + 1)], 1).astype(np.float32)  # (n, K, Tv)
     return RolloutFrames(frames, masks, np.asarray(tr)[:, :, idx], areas, idx, source)

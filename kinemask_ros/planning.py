@@ -63,11 +63,13 @@ class PlannerConfig:
 
 @dataclass
 class Imagined:
-    """Rollouts of ``N`` strokes: tracks ``(N, S, K, T, 2)`` px and per-stroke contact targets ``(N,)``."""
+    """Rollouts of ``N`` strokes: tracks ``(N, S, K, T, 2)`` px, per-stroke contact targets ``(N,)``,
+    ``present (N, K)``, and with an object model the SE(2) poses ``(N, S, K, T, 3)`` [m, rad]."""
 
     tracks: np.ndarray
     target_ids: np.ndarray
     present: np.ndarray
+    poses: np.ndarray | None = None
 
 
 @dataclass
@@ -172,6 +174,72 @@ class WorldModelDynamics:
         return Imagined(out.tracks.cpu().numpy(), tids, out.present.cpu().numpy())
 
 
+class ObjectDynamics:
+    """Strokes -> imagined tracks with the object-token model (v2): every object, SE(2), metric.
+
+    ``instance_mask`` holds ids ``1..K`` (any ``K``; the planner relabels) at the resolution of
+    ``camera``, which maps its pixels to the table: the higher the resolution, the more precise the
+    object scene. Tracks are returned in that camera's pixels (for scoring) and as poses.
+    """
+
+    def __init__(self, object_model, camera: CameraModel, instance_mask: np.ndarray, num_samples: int = 2,
+                 num_inference_steps: int = 8, generator: torch.Generator | None = None, object_height: float = 0.03):
+        from kinemask_ros.object_scene import ObjectScene
+
+        m = np.asarray(instance_mask)
+        self.model, self.camera, self.z = object_model, camera, object_height / 2
+        self.scene = ObjectScene.from_mask(m, camera, object_height)
+        K = int(self.scene.ids.max()) if len(self.scene) else 0
+        if not np.array_equal(self.scene.ids, np.arange(1, K + 1)):
+            raise ValueError(f"instance_mask must hold ids 1..K without gaps, got {self.scene.ids.tolist()}")
+        self.num_samples, self.steps, self.generator = num_samples, num_inference_steps, generator
+
+    def __call__(self, strokes: list[PushStroke]) -> Imagined:
+        from kinemask_ros.world_model.objects import FEATURES, stroke_features
+
+        f = stroke_features(self.scene, strokes, self.model.pusher_radius)
+        poses = self.model.predict(self.scene, strokes, self.num_samples, self.steps, self.generator, features=f)
+        first = f[..., FEATURES.index("first_touch")] > 0
+        tids = np.where(first.any(1), first.argmax(1) + 1, 0).astype(np.int64)
+        tracks = self.camera.project_table(poses[..., :2], self.z).astype(np.float32)
+        present = np.ones((len(strokes), len(self.scene)), bool)
+        return Imagined(tracks, tids, present, poses)
+
+
+def make_dynamics(pipeline, contact: ContactModel, image: np.ndarray, instance_mask: np.ndarray, num_samples: int = 2,
+                  num_inference_steps: int = 8, generator: torch.Generator | None = None, use_objects: bool = True):
+    """The pipeline's imagination for strokes on this frame: :class:`ObjectDynamics` when the checkpoint
+    has an object model (and ``use_objects``), else :class:`WorldModelDynamics` (raster, ``K`` slots)."""
+    if use_objects and getattr(pipeline, "object_model", None) is not None:
+        return ObjectDynamics(pipeline.object_model, contact.camera, instance_mask, num_samples, num_inference_steps, generator,
+                              contact.config.object_height)
+    return WorldModelDynamics(pipeline, contact, image, instance_mask, num_samples, num_inference_steps, generator)
+
+
+def slot_limit(pipeline) -> int:
+    """How many objects the pipeline can imagine at once (the raster model's ``K``; the object model: 32)."""
+    return MAX_SCENE_OBJECTS if getattr(pipeline, "object_model", None) is not None else pipeline.config.max_objects
+
+
+#: objects the object-token model takes in one scene (attention cost grows with its square)
+MAX_SCENE_OBJECTS = 32
+#: largest frame the object model plans on (larger frames are downscaled by an integer factor)
+MAX_PLANNING_PIXELS = 640 * 480
+
+
+def planning_size(pipeline, shape: tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` a frame of ``shape`` is planned at: the raster model's resolution, or with an
+    object model the frame's own (downscaled by an integer factor above ``MAX_PLANNING_PIXELS``), so
+    object poses and first touches are measured at camera resolution."""
+    if getattr(pipeline, "object_model", None) is None:
+        return pipeline.config.height, pipeline.config.width
+    from kinemask_ros.segmentation.core import downscale_factor
+
+    h, w = shape
+    f = downscale_factor(h, w, MAX_PLANNING_PIXELS)
+    return -(-h // f), -(-w // f)
+
+
 class PushPlanner:
     """Ranks pushes of a target towards a goal with any dynamics (world model or simulator)."""
 
@@ -217,8 +285,9 @@ class PushPlanner:
         H, W = self.camera.height, self.camera.width
         goal.check_inside(H, W)
         fit = None
-        if dynamics is None and self.pipeline is not None and len(object_ids(instance_mask)) > self.pipeline.config.max_objects:
-            fit = fit_to_slots(instance_mask, self.pipeline.config.max_objects, self.camera, target_id,
+        present = object_ids(instance_mask)
+        if dynamics is None and self.pipeline is not None and (len(present) > slot_limit(self.pipeline) or present != list(range(1, len(present) + 1))):
+            fit = fit_to_slots(instance_mask, slot_limit(self.pipeline), self.camera, target_id,
                                pusher_radius=cfg.contact.pusher_radius, object_height=cfg.candidates.object_height)
             instance_mask, target_id = fit.slots, fit.slot_of(target_id)
         actions = ObjectCentricActions(instance_mask, target_id, self.camera, cfg.candidates)
@@ -226,7 +295,7 @@ class PushPlanner:
             if self.pipeline is None:
                 raise ValueError("this planner has no world model: pass dynamics= or build it with from_pretrained()")
             gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
-            dynamics = WorldModelDynamics(self.pipeline, self.contact, image, instance_mask, cfg.num_samples,
+            dynamics = make_dynamics(self.pipeline, self.contact, image, instance_mask, cfg.num_samples,
                                           cfg.num_inference_steps, gen)
         planner = self._make_planner()
         if num_candidates is not None:
@@ -257,7 +326,8 @@ class PushPlanner:
         result: PlanResult = planner.plan(cost_fn, actions.dim, self._rng, init=init, stop=stop, **kwargs)
         params = np.concatenate([p for p, _, _, _ in log])
         strokes = [s for _, st, _, _ in log for s in st]
-        imag = Imagined(*(np.concatenate([getattr(im, f) for _, _, im, _ in log]) for f in ("tracks", "target_ids", "present")))
+        imag = Imagined(*(np.concatenate([getattr(im, f) for _, _, im, _ in log]) for f in ("tracks", "target_ids", "present")),
+                        np.concatenate([im.poses for _, _, im, _ in log]) if log[0][2].poses is not None else None)
         scores = Scores(np.concatenate([s.total for *_, s in log]),
                         {k: np.concatenate([s.terms[k] for *_, s in log]) for k in log[0][3].terms},
                         np.concatenate([s.valid for *_, s in log]), [r for *_, s in log for r in s.reasons])

@@ -72,3 +72,56 @@ def test_planner_plans_on_more_objects_than_slots_and_reports_left_out(tmp_path)
     assert out.id_map[1] == 3 and 3 not in out.left_out  # the target keeps slot 1
     assert set(np.unique(out.imagined.target_ids)) <= {0} | set(out.id_map.values())  # reported in the caller's ids
     assert out.valid and out.best_stroke is not None
+
+
+# ----------------------------------------------------------------------------- metric object scene + object model
+def test_object_scene_estimates_poses_below_a_pixel():
+    from kinemask_ros.object_scene import ObjectScene
+    from kinemask_ros.sim_bridge.scene import SceneConfig, TabletopScene
+
+    for res, tol_mm in ((32, 4.0), (128, 1.5)):
+        scene = TabletopScene(SceneConfig(camera=CameraConfig(width=res, height=res), max_objects=8))
+        rng = np.random.default_rng(3)
+        errs = []
+        for _ in range(4):
+            specs, poses = scene.sample_objects(rng, 6)
+            scene.set_objects(specs, poses)
+            _, mask = scene.render()
+            os_ = ObjectScene.from_mask(mask, scene.camera)
+            assert list(os_.ids) == list(range(1, len(specs) + 1))
+            errs += list(np.linalg.norm(os_.poses[:, :2] - scene.poses()[:, :2], axis=1))
+            # distances: 0 inside a footprint, positive outside
+            assert np.allclose(np.diag(os_.distances(os_.poses[:, :2])), 0.0)
+        scene.close()
+        px_mm = 400.0 / res
+        assert np.median(errs) * 1e3 < min(tol_mm, px_mm / 2), (res, np.median(errs))
+
+
+def _object_checkpoint(tmp_path):
+    from ros_utils import make_tiny_checkpoint
+
+    from kinemask_ros.world_model.objects import ObjectTrackDenoiser, ObjectWorldModel
+
+    root = make_tiny_checkpoint(tmp_path / "wm")
+    ObjectWorldModel(ObjectTrackDenoiser(num_frames=16, dim=32, layers=1, heads=2)).save_pretrained(root / "objects")
+    return root
+
+
+def test_object_model_plans_on_any_number_of_objects(tmp_path):
+    from kinemask_ros.planning import ObjectDynamics, PlannerConfig, PushPlanner
+    from kinemask_ros.policies.shooting import CEMConfig
+    from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+    pipe = KineMaskPipeline.from_pretrained(_object_checkpoint(tmp_path))
+    assert pipe.object_model is not None and KineMaskPipeline.from_pretrained(tmp_path / "wm", load_objects=False).object_model is None
+    ids = _row_scene()
+    image = np.full((32, 32, 3), 200, np.uint8)
+    planner = PushPlanner(CAM, PlannerConfig(cem=CEMConfig(num_samples=8, iterations=2, num_elites=4)), pipe)
+    out = planner.plan(image, ids, 3, planner.goal_from_table((0.0, 0.1)))
+    assert out.left_out == [] and out.valid  # 7 objects, no slot limit
+    assert out.imagined.tracks.shape == (16, 2, 7, 16, 2) and out.imagined.poses.shape == (16, 2, 7, 16, 3)
+    # frame 0 of the tracks is the measured scene; the first-touched object is reported per stroke
+    dyn = ObjectDynamics(pipe.object_model, CAM, ids)
+    im = dyn([PushStroke(-0.19, 0.0, 0.0, 0.12, 0.3), PushStroke(0.0, 0.17, 0.0, 0.05, 0.3)])
+    assert list(im.target_ids) == [1, 0]  # along the row hits object 1 first; along the top edge touches nothing
+    assert np.allclose(im.poses[:, :, :, 0], dyn.scene.poses[None, None])

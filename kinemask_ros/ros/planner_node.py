@@ -50,7 +50,7 @@ from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModelConfig
 from kinemask_ros.imagination import object_ids, rollout_frames
-from kinemask_ros.planning import PlannerConfig, PushPlanner, WorldModelDynamics
+from kinemask_ros.planning import PlannerConfig, PushPlanner, make_dynamics, planning_size, slot_limit
 from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
@@ -384,12 +384,13 @@ class PlannerNode(Node):
             labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
         if ids.shape != rgb.shape[:2]:
             raise ValueError(f"instance mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]} (width x height)")
-        rgb = resize_rgb(rgb, wc.height, wc.width)
-        ids = resize_ids(ids, wc.height, wc.width)
+        ph, pw = planning_size(pipe, ids.shape)
+        rgb = resize_rgb(rgb, ph, pw)
+        ids = resize_ids(ids, ph, pw)
         present = object_ids(ids)
         if not present:
             raise ValueError("no object in the segmented image")
-        cam = CameraModel(cfg.camera_config(wc.width, wc.height))
+        cam = CameraModel(cfg.camera_config(pw, ph))
         contact_cfg = ContactModelConfig(pusher_radius=cfg.pusher_radius, friction_coefficient=cfg.friction_coefficient,
                                          object_height=cfg.object_height, frame_dt=cfg.frame_dt_s, num_frames=wc.num_frames)
         method = method or cfg.method
@@ -407,12 +408,12 @@ class PlannerNode(Node):
             target_id = min(present, key=lambda o: float(np.linalg.norm(cents[o] - goal.point_px)))
         elif target_id not in present:
             raise ValueError(f"target id {target_id} is not in the segmented image (ids present: {present})")
-        fit = fit_to_slots(ids, wc.max_objects, cam, target_id, pusher_radius=cfg.pusher_radius, object_height=cfg.object_height)
+        fit = fit_to_slots(ids, slot_limit(pipe), cam, target_id, pusher_radius=cfg.pusher_radius, object_height=cfg.object_height)
         slots, id_map = fit.slots, fit.id_map
         slot_target = fit.slot_of(target_id)
         total_it = 1 if method == "random" else iters
         gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
-        base = WorldModelDynamics(pipe, planner.contact, rgb, slots, cfg.num_samples, cfg.num_inference_steps, gen)
+        base = make_dynamics(pipe, planner.contact, rgb, slots, cfg.num_samples, cfg.num_inference_steps, gen)
         mpp = 1.0 / cam.pixels_per_metre(cfg.object_height / 2)
         progress = {"it": 0, "done": 0, "best": math.inf}
 
@@ -424,7 +425,7 @@ class PlannerNode(Node):
             progress["done"] += len(strokes) * cfg.num_samples
             if feedback is not None:
                 try:
-                    sc = score_tracks(im.tracks, slot_target, goal, mpp, (wc.height, wc.width), np.array([s.length for s in strokes]),
+                    sc = score_tracks(im.tracks, slot_target, goal, mpp, (ph, pw), np.array([s.length for s in strokes]),
                                       pc.score, im.present)
                     if sc.valid.any():
                         progress["best"] = min(progress["best"], float(sc.total[sc.valid].min()))

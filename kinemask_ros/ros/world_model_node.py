@@ -43,6 +43,7 @@ from kinemask_ros.ros.config import WorldModelNodeConfig
 from kinemask_ros.ros.messages import (check_image_size, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
 from kinemask_ros.object_scene import fit_to_slots
+from kinemask_ros.planning import planning_size, slot_limit
 from kinemask_ros.ros_convert import finite_or_reason, resize_ids, resize_rgb
 from kinemask_ros_interfaces.msg import ScoredCandidate
 from kinemask_ros_interfaces.srv import ImagineOutcomes
@@ -237,7 +238,10 @@ class WorldModelNode(LifecycleNode):
             if pipe is None:
                 raise RequestError("the world model is not loaded")
             wc = pipe.config
-            rgb, ids, labels = load_frame(req.image, req.instance_mask, wc.height, wc.width, max_pixels=cfg.max_image_pixels)
+            h, w = planning_size(pipe, (int(req.image.height), int(req.image.width)))
+            rgb, ids, labels = load_frame(req.image, req.instance_mask, h, w, max_pixels=cfg.max_image_pixels)
+            if (h, w) != (wc.height, wc.width):  # object model: measure the scene at the frame's resolution
+                contact = ContactModel(CameraModel(cfg.camera_config(w, h)), contact.config)
             present = object_ids(ids)
             target = int(req.target_id)
             if target and target not in present:
@@ -247,7 +251,7 @@ class WorldModelNode(LifecycleNode):
             strokes = [stroke_values(c) for c in req.candidates]
             bounds = cfg.push_bounds()
             region = [st for st in map(_stroke_or_none, strokes) if st is not None and not bounds.violation(st)]
-            fit = fit_to_slots(ids, wc.max_objects, contact.camera, target, region, pusher_radius=cfg.pusher_radius,
+            fit = fit_to_slots(ids, slot_limit(pipe), contact.camera, target, region, pusher_radius=cfg.pusher_radius,
                                object_height=cfg.object_height)
             slots, id_map = fit.slots, fit.id_map
             back = dict(id_map)

@@ -67,8 +67,11 @@ class KineMaskPipeline:
     """Batched, few-step imagination of pushes. Build with :meth:`from_pretrained`."""
 
     def __init__(self, config: WorldModelConfig, track_model: TrackDenoiser, video_model: VideoDenoiser | None = None,
-                 scheduler: FlowMatchEulerDiscreteScheduler | None = None):
+                 scheduler: FlowMatchEulerDiscreteScheduler | None = None, object_model=None):
         self.config = config
+        #: optional :class:`~kinemask_ros.world_model.objects.ObjectWorldModel` (v2 track stage: object
+        #: tokens, SE(2) tracks, any number of objects); when present the planners imagine with it
+        self.object_model = object_model
         self.track_model = track_model.eval()
         self.video_model = video_model.eval() if video_model is not None else None
         self.scheduler = scheduler or FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
@@ -90,12 +93,19 @@ class KineMaskPipeline:
         self.track_model.to(device)
         if self.video_model is not None:
             self.video_model.to(device)
+        if self.object_model is not None:
+            self.object_model.denoiser.to(device)
         return self
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        load_video: bool = True) -> "KineMaskPipeline":
-        """Load from a run/checkpoint directory (default: the embedded checkpoint)."""
+                        load_video: bool = True, load_objects: bool = True) -> "KineMaskPipeline":
+        """Load from a run/checkpoint directory (default: the embedded checkpoint).
+
+        ``objects/`` (when present and ``load_objects``) is the object-token track model, which
+        then replaces the raster track model for imagining candidates (``load_objects=False``
+        keeps the raster one, e.g. for ablations).
+        """
         root = Path(path) if path is not None else EMBEDDED_CHECKPOINT
         _check_dir(root, "directory")
         cfg_path = root / "world_model_config.json"
@@ -106,7 +116,12 @@ class KineMaskPipeline:
         video = None
         if load_video and (root / "video").exists():
             video = VideoDenoiser.from_pretrained(root / "video", low_cpu_mem_usage=False)
-        return cls(config, track, video).to(device)
+        objects = None
+        if load_objects and (root / "objects").exists():
+            from kinemask_ros.world_model.objects import ObjectWorldModel
+
+            objects = ObjectWorldModel.from_pretrained(root / "objects")
+        return cls(config, track, video, object_model=objects).to(device)
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, image: torch.Tensor, instance_mask: torch.Tensor, velocities: torch.Tensor | None,
