@@ -165,7 +165,8 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
                     reasons[i] = "the stroke touches no object (a miss); set target_id to score misses"
                 continue
             lengths = np.array([parsed[i].length for i in idx])
-            s = score_tracks(im.tracks[sel], t, goal, mpp, (H, W), lengths, sc, im.present[sel])
+            s = score_tracks(im.tracks[sel], t, goal, mpp, (H, W), lengths, sc, im.present[sel],
+                             im.poses[sel] if im.poses is not None else None)
             total[idx] = s.total
             for k in TERM_NAMES:
                 terms[k][idx] = s.terms[k]

@@ -318,7 +318,8 @@ class PushPlanner:
         def cost_fn(params: np.ndarray) -> np.ndarray:
             strokes = actions.to_strokes(params)
             im = dynamics(strokes)
-            sc = score_tracks(im.tracks, target_id, goal, mpp, (H, W), np.array([s.length for s in strokes]), cfg.score, im.present)
+            sc = score_tracks(im.tracks, target_id, goal, mpp, (H, W), np.array([s.length for s in strokes]), cfg.score, im.present,
+                              im.poses)
             log.append((np.clip(params, -1, 1), strokes, im, sc))
             return sc.total
 
@@ -348,11 +349,11 @@ class PushPlanner:
             p = np.array([cols.mean() + 0.5, rows.mean() + 0.5])
         return self.camera.unproject_table(np.asarray(p, float), self.config.candidates.object_height / 2)
 
-    def goal_from_table(self, xy: np.ndarray) -> Goal:
-        """Goal from a table point [m] (checked against the workspace image)."""
+    def goal_from_table(self, xy: np.ndarray, yaw: float | None = None) -> Goal:
+        """Goal from a table point [m] and optionally a final yaw [rad] (checked against the workspace image)."""
         xy = np.asarray(xy, float)
         if xy.shape != (2,) or not np.all(np.isfinite(xy)):
             raise ValueError(f"goal must be two finite numbers (x, y) in metres, got {xy!r}")
-        g = Goal(point_px=self.camera.project_table(xy, self.config.candidates.object_height / 2))
+        g = Goal(point_px=self.camera.project_table(xy, self.config.candidates.object_height / 2), yaw=yaw)
         g.check_inside(self.camera.height, self.camera.width)
         return g

@@ -5,9 +5,11 @@ Terms (all in metres on the table, converted from pixels with the camera scale):
     disturbance    summed final displacement of every other object;
     workspace      how far objects end outside the workspace (image minus a margin);
     disagreement   spread of the target's final position across stochastic samples;
-    effort         stroke length.
+    effort         stroke length;
+    goal_yaw       final rotation error of the target [rad] when the goal carries a yaw (needs a
+                   world model that predicts rotations: the object model's SE(2) poses).
 Goals: a pixel or table point, a region (boolean mask: distance to its nearest pixel), or a goal
-image's instance mask (the target's centroid in it).
+image's instance mask (the target's centroid in it), each optionally with a yaw.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TERM_NAMES = ("goal_distance", "disturbance", "workspace", "disagreement", "effort")
+TERM_NAMES = ("goal_distance", "disturbance", "workspace", "disagreement", "effort", "goal_yaw")
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class ScoreConfig:
     """Weights of the cost terms and the workspace margin."""
 
     weights: dict = field(default_factory=lambda: {"goal_distance": 1.0, "disturbance": 3.0, "workspace": 2.0,
-                                                   "disagreement": 0.2, "effort": 0.02})
+                                                   "disagreement": 0.2, "effort": 0.02, "goal_yaw": 0.05})
     workspace_margin_px: float = 1.0
 
     def __post_init__(self) -> None:
@@ -41,10 +43,14 @@ class ScoreConfig:
 
 @dataclass(frozen=True)
 class Goal:
-    """Where the target should go, in pixels: a point, or a region mask ``(H, W)``."""
+    """Where the target should go, in pixels: a point, or a region mask ``(H, W)``; optionally its
+    final ``yaw`` [rad, table frame], compared modulo ``yaw_period`` (pi for a footprint that looks
+    the same turned half way round, e.g. a box; 2 pi for a shape without that symmetry)."""
 
     point_px: np.ndarray | None = None
     region: np.ndarray | None = None
+    yaw: float | None = None
+    yaw_period: float = math.pi
 
     def __post_init__(self) -> None:
         if (self.point_px is None) == (self.region is None):
@@ -57,6 +63,10 @@ class Goal:
             r = np.asarray(self.region, bool)
             if r.ndim != 2 or not r.any():
                 raise ValueError("goal region must be a non-empty (H, W) boolean mask")
+        if self.yaw is not None and not math.isfinite(self.yaw):
+            raise ValueError(f"goal yaw must be finite [rad], got {self.yaw!r}")
+        if not (math.isfinite(self.yaw_period) and self.yaw_period > 0):
+            raise ValueError(f"goal yaw_period must be > 0, got {self.yaw_period!r}")
 
     @classmethod
     def from_goal_image_mask(cls, goal_instance_mask: np.ndarray, target_id: int) -> "Goal":
@@ -104,7 +114,7 @@ class Scores:
 
 def score_tracks(tracks: np.ndarray, target_id: int, goal: Goal, metres_per_px: float, image_size: tuple[int, int],
                  stroke_lengths: np.ndarray | None = None, config: ScoreConfig | None = None,
-                 present: np.ndarray | None = None) -> Scores:
+                 present: np.ndarray | None = None, poses: np.ndarray | None = None) -> Scores:
     """Score rollouts.
 
     Args:
@@ -115,6 +125,7 @@ def score_tracks(tracks: np.ndarray, target_id: int, goal: Goal, metres_per_px: 
         image_size: ``(H, W)``.
         stroke_lengths: ``(N,)`` [m] for the effort term.
         present: ``(N, K)`` bool (default: slots whose frame-0 track is finite).
+        poses: ``(N, S, K, T, 3)`` SE(2) poses [m, rad] (object model); needed for a goal with a yaw.
     """
     cfg = config or ScoreConfig()
     tr = np.asarray(tracks, float)
@@ -145,6 +156,15 @@ def score_tracks(tracks: np.ndarray, target_id: int, goal: Goal, metres_per_px: 
     terms["workspace"] = np.where(pres, out_u + out_v, 0.0).sum(1) * metres_per_px
     terms["disagreement"] = (np.sqrt(((tgt - tgt.mean(1, keepdims=True)) ** 2).sum(-1).mean(1)) if S > 1 else np.zeros(N)) * metres_per_px
     terms["effort"] = np.zeros(N) if stroke_lengths is None else np.asarray(stroke_lengths, float)
+    if goal.yaw is None:
+        terms["goal_yaw"] = np.zeros(N)
+    else:
+        if poses is None:
+            raise ValueError("the goal has a yaw but this world model predicts no rotations; use a checkpoint with an object model (objects/)")
+        yaw = np.asarray(poses, float)[:, :, target_id - 1, -1, 2]  # (N, S)
+        per = goal.yaw_period
+        err = (yaw - goal.yaw + per / 2) % per - per / 2
+        terms["goal_yaw"] = np.abs(err).mean(1)
     total = sum(cfg.weights.get(k, 0.0) * v for k, v in terms.items())
     valid = np.isfinite(total)
     reasons = ["" if ok else "rollout produced NaN/inf for the target (" + ", ".join(k for k, v in terms.items() if not np.isfinite(v[i])) + ")"

@@ -125,3 +125,22 @@ def test_object_model_plans_on_any_number_of_objects(tmp_path):
     im = dyn([PushStroke(-0.19, 0.0, 0.0, 0.12, 0.3), PushStroke(0.0, 0.17, 0.0, 0.05, 0.3)])
     assert list(im.target_ids) == [1, 0]  # along the row hits object 1 first; along the top edge touches nothing
     assert np.allclose(im.poses[:, :, :, 0], dyn.scene.poses[None, None])
+
+
+def test_goal_yaw_is_scored_with_poses_and_refused_without(tmp_path):
+    from kinemask_ros.planning import PlannerConfig, PushPlanner
+    from kinemask_ros.policies.shooting import CEMConfig
+    from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+    root = _object_checkpoint(tmp_path)
+    ids = _row_scene()
+    image = np.full((32, 32, 3), 200, np.uint8)
+    cfg = PlannerConfig(cem=CEMConfig(num_samples=4, iterations=1, num_elites=2))
+    planner = PushPlanner(CAM, cfg, KineMaskPipeline.from_pretrained(root))
+    out = planner.plan(image, ids, 3, planner.goal_from_table((0.0, 0.1), yaw=1.0))
+    yaw_err = out.scores.terms["goal_yaw"]
+    assert np.all((yaw_err >= 0) & (yaw_err <= np.pi / 2)) and yaw_err.max() > 0
+    raster = PushPlanner(CAM, cfg, KineMaskPipeline.from_pretrained(root, load_objects=False))
+    ids4 = np.where(ids <= 4, ids, 0).astype(np.uint8)
+    with pytest.raises(ValueError, match="predicts no rotations"):
+        raster.plan(image, ids4, 3, raster.goal_from_table((0.0, 0.1), yaw=1.0))

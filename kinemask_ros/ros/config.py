@@ -82,6 +82,7 @@ class _ScoreFields:
         weight_workspace: weight of how far objects end outside the workspace [per m].
         weight_disagreement: weight of the spread of the target's final position across samples [per m].
         weight_effort: weight of the stroke length [per m].
+        weight_goal_yaw: weight of the target's final rotation error [per rad] (goals with a yaw only).
     """
 
     weight_goal_distance: float = ScoreConfig().weights["goal_distance"]
@@ -89,6 +90,7 @@ class _ScoreFields:
     weight_workspace: float = ScoreConfig().weights["workspace"]
     weight_disagreement: float = ScoreConfig().weights["disagreement"]
     weight_effort: float = ScoreConfig().weights["effort"]
+    weight_goal_yaw: float = ScoreConfig().weights["goal_yaw"]
 
     def score_config(self) -> ScoreConfig:
         return ScoreConfig(weights={k: float(getattr(self, f"weight_{k}")) for k in TERM_NAMES})
