@@ -90,6 +90,14 @@ def candidate_plot(path: Path, image: np.ndarray, plan, target_id: int, goal_px:
     return path
 
 
+def _relabel(ids: np.ndarray, id_map: dict[int, int]) -> np.ndarray:
+    """Segmentation ids -> the planner's slots (``id_map``: slot -> id); ids without a slot become background."""
+    out = np.zeros(ids.shape, np.uint8)
+    for slot, oid in id_map.items():
+        out[ids == oid] = slot
+    return out
+
+
 def _label_tile(tile: np.ndarray, text: str) -> np.ndarray:
     from PIL import Image, ImageDraw
 
@@ -129,8 +137,6 @@ def run(args) -> dict:
         seg, target = _segment(image, obs["instance_mask"], int(obs["target"]))
         if target == 0:
             raise RuntimeError("the segmenter found no object under the target's pixel")
-        if seg.num_objects > pipe.config.max_objects:
-            raise RuntimeError(f"segmented {seg.num_objects} objects; the model has {pipe.config.max_objects} slots")
         goal = planner.goal_from_table(obs["goal"])
         d0 = float(u.goal_distance())
         plan = planner.plan(image, seg.instance_ids, target, goal, warm_start=warm)
@@ -139,15 +145,14 @@ def run(args) -> dict:
             break
         warm = plan.params[plan.order[0]]
         top = plan.top(args.top_k)
-        # imagine the top-k as video (the planner scored tracks only)
-        from kinemask_ros.planning import WorldModelDynamics
+        # imagine the top-k as pictures (the planner scored tracks only): the video model, or with an
+        # object model the track warp of the very tracks that were scored
+        from kinemask_ros.imagination import rollout_frames
 
-        dyn = WorldModelDynamics(pipe, planner.contact, image, seg.instance_ids)
-        inp = dyn.inputs([plan.strokes[i] for i in top])
-        inp.pop("_targets")
-        inp.pop("_texts", None)
+        mask = seg.instance_ids if plan.id_map is None else _relabel(seg.instance_ids, plan.id_map)
         t_vid = time.perf_counter()
-        video = pipe(**inp, num_samples=1, return_video=pipe.video_model is not None, generator=torch.Generator().manual_seed(args.seed))
+        rf = rollout_frames(pipe, planner.contact, image, mask, [plan.strokes[i] for i in top], plan.imagined.tracks[top, 0],
+                            generator=torch.Generator().manual_seed(args.seed))
         t_vid = time.perf_counter() - t_vid
         best = plan.best_stroke
         obs, reward, term, trunc, info = env.step(u.stroke_to_action(best))
@@ -158,14 +163,12 @@ def run(args) -> dict:
         sdir.mkdir(exist_ok=True)
         tiles_t = []
         s_v = pipe.config.video_frame_stride
-        Tv = pipe.config.video_frames
+        Tv = rf.frames.shape[1]
         goal_px = goal.point_px
         for t in range(Tv):
             row = [_label_tile(upscale(real.frames[min(t * s_v, len(real.frames) - 1)], scale), "simulator (real)")]
-            if video.frames is not None:
-                for r, i in enumerate(top):
-                    fr = (video.frames[r, t].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-                    row.append(_label_tile(upscale(fr, scale), f"imagined #{r + 1} c={plan.scores.total[i]:.3f}"))
+            for r, i in enumerate(top):
+                row.append(_label_tile(upscale(rf.frames[r, t], scale), f"imagined #{r + 1} c={plan.scores.total[i]:.3f}"))
             tiles_t.append(grid(row, cols=len(row)))
         gif = save_gif(sdir / "imagined_vs_real.gif", tiles_t, fps=4)
         save_png(sdir / "imagined_vs_real_last.png", tiles_t[-1])

@@ -4,7 +4,9 @@ Same spaces, reward and ``info`` keys as ``KineMaskPush-v0``. ``reset`` samples 
 scene (the first camera image); every ``step`` asks the world model what the push does (contact
 model -> velocity + driver masks -> sampled object tracks) and moves the objects to the imagined
 positions, so policies can be tested offline against the model. Observation images are renders
-of the imagined state (objects keep their yaw: the tracks carry positions only).
+of the imagined state. With an object model (v2 checkpoints) the objects also turn by the
+imagined yaw; a raster model predicts positions only, so objects keep their yaw. ``info`` has
+``left_out_ids``: objects that got no world-model slot (they do not move in the imagined step).
 
 Each step draws the sampler's seed from ``np_random``: ``pickle`` / ``copy.deepcopy`` clones (which
 carry ``np_random``) imagine bit-identical steps; :meth:`set_state` leaves ``np_random`` alone, so
@@ -21,6 +23,8 @@ import torch
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
 from kinemask_ros.envs.push_env import KineMaskPushEnv, PushEnvConfig
+from kinemask_ros.object_scene import fit_to_slots
+from kinemask_ros.planning import make_dynamics, slot_limit
 from kinemask_ros.text import ObjectMotion, describe
 
 
@@ -58,27 +62,23 @@ class KineMaskImaginedEnv(KineMaskPushEnv):
             raise RuntimeError("call reset() before step()")
         stroke = self.scene.resolve_start(self.action_to_stroke(action))
         pipe = self.pipeline
-        K = pipe.config.max_objects
-        mask = self._mask
-        vel, pred = self._contact.velocities(mask, stroke, K)
-        H, W = mask.shape
-        inputs = {
-            "image": torch.from_numpy(self._rgb).permute(2, 0, 1).float()[None] / 255,
-            "instance_mask": torch.from_numpy(mask.astype(np.int64))[None],
-            "velocities": torch.from_numpy(vel)[None],
-            "driver": torch.from_numpy(self._contact.driver_mask(stroke, H, W))[None],
-        }
+        fit = fit_to_slots(self._mask, slot_limit(pipe), self.scene.camera, int(self._target), [stroke],
+                           pusher_radius=self.config.scene.pusher_radius, object_height=self.config.scene.object_height)
         gen = torch.Generator().manual_seed(int(self.np_random.integers(2**31)))
-        out = pipe(**inputs, num_samples=1, num_inference_steps=self.num_inference_steps, generator=gen)
-        tracks = out.tracks[0, 0].numpy()  # (K, T, 2)
+        dyn = make_dynamics(pipe, self._contact, self._rgb, fit.slots, 1, self.num_inference_steps, gen)
+        im = dyn([stroke])
+        tracks = im.tracks[0, 0]  # (slots, T, 2) px
         before = self._poses.copy()
         k = len(self._objects)
         after = before.copy()
-        for i in range(k):
-            if np.all(np.isfinite(tracks[i, -1])) and np.all(np.isfinite(tracks[i, 0])):
+        for slot, oid in fit.id_map.items():
+            i, tr = oid - 1, tracks[slot - 1]
+            if im.poses is not None:  # object model: SE(2) poses, rotations included
+                after[i] = before[i] + (im.poses[0, 0, slot - 1, -1] - im.poses[0, 0, slot - 1, 0])
+            elif np.all(np.isfinite(tr[-1])) and np.all(np.isfinite(tr[0])):
                 z = self._objects[i].height / 2
-                delta = self.scene.camera.unproject_table(tracks[i, -1], z) - self.scene.camera.unproject_table(tracks[i, 0], z)
-                after[i, :2] = before[i, :2] + delta
+                after[i, :2] = before[i, :2] + self.scene.camera.unproject_table(tr[-1], z) - self.scene.camera.unproject_table(tr[0], z)
+        pushed_id = fit.id_map.get(int(im.target_ids[0]), 0)
         after[:, :2] = np.clip(after[:, :2], -0.5, 0.5)
         self._set_poses(after)
         self._velocities = np.zeros((k, 3))
@@ -91,18 +91,19 @@ class KineMaskImaginedEnv(KineMaskPushEnv):
         goal_distance = float(np.linalg.norm(after[t, :2] - self._goal))
         is_success = goal_distance < self.config.success_radius
         names = [o.name for o in self._objects]
-        hit = [(ObjectMotion(names[pred.target_id - 1], *(after[pred.target_id - 1, :2] - before[pred.target_id - 1, :2])),
+        hit = [(ObjectMotion(names[pushed_id - 1], *(after[pushed_id - 1, :2] - before[pushed_id - 1, :2])),
                 ObjectMotion(names[j], *(after[j, :2] - before[j, :2]))) for j in range(k)
-               if pred.target_id and j != pred.target_id - 1 and moved[j] > 0.005]
-        pushed = ObjectMotion(names[pred.target_id - 1], *(after[pred.target_id - 1, :2] - before[pred.target_id - 1, :2])) if pred.target_id else None
+               if pushed_id and j != pushed_id - 1 and moved[j] > 0.005]
+        pushed = ObjectMotion(names[pushed_id - 1], *(after[pushed_id - 1, :2] - before[pushed_id - 1, :2])) if pushed_id else None
         info = {
             "goal_distance": goal_distance,
             "disturbance": float(moved[others].sum()),
             "target_displacement": float(moved[t]),
             "out_of_workspace": int(out_ws.sum()),
             "target_out_of_workspace": bool(out_ws[t]),
-            "pushed_id": int(pred.target_id),
-            "hit_target": bool(pred.target_id == self._target),
+            "pushed_id": int(pushed_id),
+            "hit_target": bool(pushed_id == self._target),
+            "left_out_ids": [int(o) for o in fit.left_out],
             "collided": bool(hit),
             "description": describe(pushed, hit),
             "stroke": stroke.as_array(),
