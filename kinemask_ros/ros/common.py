@@ -138,13 +138,13 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
     """
     from rclpy.signals import SignalHandlerOptions
 
-    stop = threading.Event()
+    from kinemask_ros.ros.entry import STOP as stop
+    from kinemask_ros.ros.entry import install_signal_handlers
 
-    def _on_signal(signum, frame) -> None:
-        stop.set()
-
+    install_signal_handlers()  # already done by the console scripts, before the heavy imports
+    if stop.is_set():
+        return 0  # stopped while importing: nothing was started
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     parent = os.environ.get("KINEMASK_PARENT_PID", "")
     if parent.isdigit():  # started by kinemask-graph: do not outlive it
         threading.Thread(target=_watch_parent, args=(int(parent),), daemon=True).start()
@@ -157,6 +157,8 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 2
+        except KeyboardInterrupt:  # a caller that kept Python's default SIGINT handler
+            return 0
         ex = MultiThreadedExecutor(num_threads=int(getattr(node, "executor_threads", num_threads)))
         ex.add_node(node)
         while not stop.is_set() and node.context.ok():
@@ -179,6 +181,4 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-        for s, h in previous.items():
-            signal.signal(s, h)
     return code

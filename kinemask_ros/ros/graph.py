@@ -110,7 +110,7 @@ def parse_set(items: list[str]) -> dict[str, dict]:
 
 def node_command(spec: NodeSpec) -> list[str]:
     exe = shutil.which(spec.executable)
-    return [exe] if exe else [sys.executable, "-m", spec.module]
+    return [exe] if exe else [sys.executable, "-m", "kinemask_ros.ros.entry", spec.executable]
 
 
 class Graph:
