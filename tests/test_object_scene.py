@@ -144,3 +144,18 @@ def test_goal_yaw_is_scored_with_poses_and_refused_without(tmp_path):
     ids4 = np.where(ids <= 4, ids, 0).astype(np.uint8)
     with pytest.raises(ValueError, match="predicts no rotations"):
         raster.plan(image, ids4, 3, raster.goal_from_table((0.0, 0.1), yaw=1.0))
+
+
+def test_stroke_frame_round_trip():
+    """Targets expressed in the stroke frame come back as the same table-frame motion."""
+    from kinemask_ros.world_model.objects import DISP_SCALE, stroke_frames, targets_from_states
+
+    rng = np.random.default_rng(0)
+    strokes = [PushStroke(0.0, 0.0, float(th), 0.1, 0.3) for th in rng.uniform(-np.pi, np.pi, 5)]
+    states = np.zeros((5, 16, 2, 6))
+    states[:, :, :, :2] = rng.normal(0, 0.05, (5, 16, 2, 2))
+    y = targets_from_states(states, strokes).reshape(5, 2, 15, 3)
+    R = stroke_frames(strokes)
+    back = np.einsum("nij,nkti->nktj", R, y[..., :2] * DISP_SCALE)
+    want = (states[:, 1:, :, :2] - states[:, :1, :, :2]).transpose(0, 2, 1, 3)
+    assert np.allclose(back, want, atol=1e-6)

@@ -236,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")
     p.add_argument("--print", action="store_true", help="print the node commands and parameters, start nothing")
     a = p.parse_args(argv)
+    stop = {"sig": None}
+
+    def handler(signum, frame):
+        stop["sig"] = signum
+
+    signal.signal(signal.SIGINT, handler)  # before anything slow: a Ctrl-C while starting is a clean stop
+    signal.signal(signal.SIGTERM, handler)
     try:
         g = Graph(a.mode, a.checkpoint, a.device, parse_set(a.set), a.camera_topic, a.namespace, close_loop=a.close_loop)
     except ValueError as e:
@@ -247,13 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(g.params, indent=1))
         g.stop()
         return 0
-    stop = {"sig": None}
-
-    def handler(signum, frame):
-        stop["sig"] = signum
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    if stop["sig"] is not None:
+        print("kinemask-graph: stopped ({}) before any node was started", flush=True)
+        return 0
     g.start()
     print(f"kinemask-graph: started {', '.join(f'{n} (pid {pid})' for n, pid in g.pids().items())}; Ctrl-C stops", flush=True)
     t0 = time.monotonic()

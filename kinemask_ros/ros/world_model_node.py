@@ -128,15 +128,18 @@ class WorldModelNode(LifecycleNode):
     def _autostart(self) -> None:
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
+        self.state_label = "starting"  # requests meanwhile are told to retry
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
+        elif self.state_label == "starting":
+            self.state_label = "unconfigured"
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        t0 = time.perf_counter()  # before the import: loading diffusers is most of the time
         from kinemask_ros.world_model.pipeline import KineMaskPipeline
 
         cfg = self.config
-        t0 = time.perf_counter()
         try:
             torch_setup(cfg.torch_threads)
             device = resolve_device(cfg.device)
@@ -200,6 +203,7 @@ class WorldModelNode(LifecycleNode):
         t0 = time.perf_counter()
         deadline = Deadline(self.config.time_budget_s)
         try:
+            self._check(req)
             with self.admission.admit(deadline):
                 self._serve(req, resp, deadline)
             resp.success = True
@@ -218,8 +222,12 @@ class WorldModelNode(LifecycleNode):
         resp.latency_s = time.perf_counter() - t0
         return resp
 
-    def _serve(self, req, resp, deadline: Deadline) -> None:
+    def _check(self, req) -> int:
+        """Cheap checks of a request, before it takes a queue place (a malformed request never makes a
+        valid one busy). Returns the number of samples. ``RequestError`` with the reason."""
         cfg = self.config
+        if self.state_label == "starting":
+            raise RequestError("the world-model node is starting (loading the model): retry in a few seconds")
         if self.state_label != "active":
             raise RequestError(f"the world-model node is {self.state_label}: configure and activate it (lifecycle) before sending requests")
         n = len(req.candidates)
@@ -233,6 +241,16 @@ class WorldModelNode(LifecycleNode):
         why = finite_or_reason(goal_x=req.goal.x, goal_y=req.goal.y)
         if why:
             raise RequestError(f"goal: {why}")
+        try:
+            check_image_size(req.image, cfg.max_image_pixels, "max_image_pixels")
+        except ValueError as e:
+            raise RequestError(f"image: {e}") from None
+        return S
+
+    def _serve(self, req, resp, deadline: Deadline) -> None:
+        cfg = self.config
+        S = self._check(req)  # again: the state may have changed while the request waited
+        n = len(req.candidates)
         with self._model_lock:
             pipe, contact = self.pipeline, self.contact
             if pipe is None:

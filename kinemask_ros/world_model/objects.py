@@ -187,7 +187,7 @@ class ObjectWorldModel:
             x = sched.step(v, t, x).prev_sample
         y = x.cpu().numpy().reshape(N, S, K, T - 1, 3)
         R = stroke_frames(strokes)  # rows: push direction, normal
-        dxy = np.einsum("nji,nskti->nsktj", R, y[..., :2] * DISP_SCALE)  # back to the table frame (R^T)
+        dxy = np.einsum("nij,nskti->nsktj", R, y[..., :2] * DISP_SCALE)  # back to the table frame: R^T y
         out[:, :, :, 1:, :2] += dxy
         out[:, :, :, 1:, 2] += y[..., 2] * YAW_SCALE
         return out
