@@ -58,6 +58,8 @@ EXPECTED_FIELDS = {
         "num_rollouts": "uint32",
         "decision_latency_s": "double",
         "candidates": "sequence<kinemask_ros_interfaces/ScoredCandidate>",
+        "left_out_ids": "sequence<uint32>",
+        "warning": "string",
     },
     km_msg.ObjectTrack: {
         "object_id": "uint32",
@@ -93,6 +95,7 @@ EXPECTED_FIELDS = {
         "ranking": "sequence<uint32>",
         "rollouts": "sequence<kinemask_ros_interfaces/PredictedRollout>",
         "latency_s": "double",
+        "left_out_ids": "sequence<uint32>",
     },
     km_action.PlanPush.Goal: {
         "goal": "geometry_msgs/PointStamped",
