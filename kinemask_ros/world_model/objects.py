@@ -140,6 +140,11 @@ class ObjectTrackDenoiser(ModelMixin, ConfigMixin):
         return self.out(h)
 
 
+def write_meta(path: Path, pusher_radius: float = 0.012) -> None:
+    """``object_model.json`` beside the denoiser: what the features assume (pusher radius, feature names)."""
+    (Path(path) / "object_model.json").write_text(json.dumps({"pusher_radius": float(pusher_radius), "features": list(FEATURES)}, indent=1))
+
+
 class ObjectWorldModel:
     """Scene + strokes -> SE(2) tracks with an :class:`ObjectTrackDenoiser` (pure inference wrapper)."""
 
@@ -164,7 +169,7 @@ class ObjectWorldModel:
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         self.denoiser.save_pretrained(path)
-        (path / "object_model.json").write_text(json.dumps({"pusher_radius": self.pusher_radius, "features": list(FEATURES)}, indent=1))
+        write_meta(path, self.pusher_radius)
 
     @torch.no_grad()
     def predict(self, scene: ObjectScene, strokes: list[PushStroke], num_samples: int = 2, num_inference_steps: int = 8,
@@ -276,7 +281,7 @@ def episode_tokens(data: dict[str, np.ndarray], resolutions: tuple[int, ...], pu
 def train(tc: ObjectTrainConfig) -> Path:
     """Run (or resume) training; exports the EMA model to ``out/model`` every ``ckpt_every`` steps."""
     from kinemask_ros.sim_bridge.object_dataset import load_episodes
-    from kinemask_ros.world_model.train import flow_match_pair
+    from kinemask_ros.world_model.train import _Run, flow_match_pair
 
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,76 +298,43 @@ def train(tc: ObjectTrainConfig) -> Path:
         tok = episode_tokens(data, tc.resolutions, rng=np.random.default_rng(tc.seed))
         np.savez(cache, **tok)
     T = tok["targets"].shape[-1] // 3 + 1
-    model = ObjectTrackDenoiser(num_frames=T, dim=tc.dim, layers=tc.layers, heads=tc.heads).to(device)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / tc.steps)))))
-    step, losses = 0, []
-    rng = np.random.default_rng(tc.seed)
-    gen = torch.Generator(device=device).manual_seed(tc.seed)
-    state = out / "state_objects.pt"
-    if state.exists():
-        st = torch.load(state, map_location=device, weights_only=False)
-        model.load_state_dict(st["model"])
-        ema, step, losses = st["ema"], st["step"], st["losses"]
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        rng.bit_generator.state = st["rng"]
-        gen.set_state(st["gen"])
-        print(f"resumed at step {step}", file=sys.stderr)
-    feats = torch.from_numpy(tok["features"])
-    targ = torch.from_numpy(tok["targets"])
-    pad = torch.from_numpy(tok["pad"])
+    model = ObjectTrackDenoiser(num_frames=T, dim=tc.dim, layers=tc.layers, heads=tc.heads)
+    run = _Run("objects", model, tc.lr, tc.steps, tc, device)  # EMA, resumable state_objects.pt, warm-up + cosine
+    if run.step:
+        print(f"resumed at step {run.step}", file=sys.stderr)
+    feats, targ, pad = (torch.from_numpy(tok[k]) for k in ("features", "targets", "pad"))
     keep = ~pad.all(1)
     feats, targ, pad = feats[keep], targ[keep], pad[keep]
     n = len(feats)
     from tqdm import tqdm
 
-    bar = tqdm(total=tc.steps, initial=step, desc="object model", file=sys.stderr)
-    t0 = time.perf_counter()
-
     def save() -> None:
-        torch.save({"model": model.state_dict(), "ema": ema, "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                    "losses": losses, "rng": rng.bit_generator.state, "gen": gen.get_state()}, state.with_suffix(".tmp"))
-        state.with_suffix(".tmp").replace(state)
-        live = {k: v.clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(ema)
-        ObjectWorldModel(model, device=device).save_pretrained(out / "model")
-        model.load_state_dict(live)
-        (out / "losses.json").write_text(json.dumps({"step": step, "loss": losses[-200:], "mean_last_200": float(np.mean(losses[-200:]))}))
+        run.save_state()
+        run.export(out / "model")
+        write_meta(out / "model")
+        (out / "losses.json").write_text(json.dumps({"step": run.step, "loss": run.losses[-200:], "mean_last_200": float(np.mean(run.losses[-200:]))}))
 
+    bar = tqdm(total=tc.steps, initial=run.step, desc="object model", file=sys.stderr)
+    t0 = time.perf_counter()
     model.train()
-    while step < tc.steps:
-        idx = torch.from_numpy(rng.integers(0, n, tc.batch))
+    while run.step < tc.steps:
+        idx = torch.from_numpy(run.rng.integers(0, n, tc.batch))
         f, x0, p = feats[idx].to(device), targ[idx].to(device), pad[idx].to(device)
         # random token order: the model must not rely on slot positions
-        perm = torch.from_numpy(np.argsort(rng.random((tc.batch, f.shape[1])), 1)).to(device)
-        f, x0, p = (torch.gather(a, 1, perm[..., None].expand_as(a)) for a in (f, x0, p[..., None]))
-        p = p[..., 0]
-        x_s, t, target = flow_match_pair(x0, gen)
-        pred = model(x_s, t, f, p)
+        perm = torch.from_numpy(np.argsort(run.rng.random((tc.batch, f.shape[1])), 1)).to(device)
+        f, x0 = (torch.gather(a, 1, perm[..., None].expand_as(a)) for a in (f, x0))
+        p = torch.gather(p, 1, perm)
+        x_s, t, target = flow_match_pair(x0, run.gen)
         w = (~p).float()[..., None]
-        loss = (((pred - target) ** 2) * w).sum() / (w.sum() * pred.shape[-1]).clamp_min(1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        step += 1
-        d = min(tc.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-        losses.append(float(loss))
+        loss = (((model(x_s, t, f, p) - target) ** 2) * w).sum() / (w.sum() * x0.shape[-1]).clamp_min(1)
+        run.update(loss)
         bar.update()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if step % tc.ckpt_every == 0 or step == tc.steps:
+        if run.step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(run.losses[-50:]):.4f}")
+        if run.step % tc.ckpt_every == 0 or run.step == tc.steps:
             save()
     bar.close()
-    print(f"trained to step {step} in {time.perf_counter() - t0:.0f} s this run; model in {out / 'model'}", file=sys.stderr)
+    print(f"trained to step {run.step} in {time.perf_counter() - t0:.0f} s this run; model in {out / 'model'}", file=sys.stderr)
     return out / "model"
 
 
