@@ -132,6 +132,9 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
     ordered: the node's own threads (``close()``), the executor (waits for running callbacks), the
     node, the context.
 
+    Signals are caught from the very start of a node process (:mod:`kinemask_ros.ros.entry`): a
+    SIGINT while importing or loading the model makes the node exit 0 as soon as it can.
+
     The executor gets ``node.executor_threads`` threads when the node defines it (nodes with a
     request queue need one thread per queued request plus spares, see :mod:`kinemask_ros.admission`).
     Returns 2 (after printing the reason) when the node's parameters are invalid.
@@ -157,8 +160,6 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 2
-        except KeyboardInterrupt:  # a caller that kept Python's default SIGINT handler
-            return 0
         ex = MultiThreadedExecutor(num_threads=int(getattr(node, "executor_threads", num_threads)))
         ex.add_node(node)
         while not stop.is_set() and node.context.ok():
