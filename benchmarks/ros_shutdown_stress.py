@@ -210,6 +210,9 @@ def one_run(i: int, args, rng: random.Random, keep_dir: Path) -> dict:
         if bad:
             problems.append(f"node exit codes {bad}")
         missing = [n for n in NODES if n not in codes]
+        if not codes and "before any node was started" in text:
+            missing = []  # the SIGINT reached kinemask-graph before it had started any node: a clean stop
+            rec["stopped_before_start"] = True
         if missing:
             problems.append(f"nodes missing from the stopped line: {missing}")
     if rec["bad_patterns"]:
