@@ -25,6 +25,11 @@ SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 #: Commands and results (push strokes, scored candidates, rollouts): reliable, keep the last 10.
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
+#: Service requests / responses and action goal / cancel / result: reliable, keep *all*. With keep-last
+#: (rclpy's default depth 10) a burst dropped requests beyond the tenth, and a shared response writer
+#: could overwrite one client's answer while another client was slow to acknowledge. Admission
+#: control (:mod:`kinemask_ros.admission`) bounds what is queued above this.
+REQUEST_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 #: State that late joiners need (the current goal / target label): reliable + transient local, depth 1.
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)

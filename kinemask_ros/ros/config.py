@@ -129,13 +129,11 @@ class _AdmissionFields:
     Attributes:
         max_queue: requests / goals that may wait behind the running one; more are answered at once with "busy: ... retry".
         time_budget_s: per-request wall time from arrival (queue wait included); when it runs out the best result so far is returned.
-        request_qos_depth: DDS history depth of the request topics (service requests, action goals): the transport queue in front of admission.
         max_image_pixels: images with more pixels are refused (before any decoding work); smaller ones are downscaled to the model before segmenting.
     """
 
     max_queue: int = 8
     time_budget_s: float = 10.0
-    request_qos_depth: int = 256
     max_image_pixels: int = 4096 * 4096
 
     @property
@@ -146,7 +144,6 @@ class _AdmissionFields:
     def _check_admission(self, owner: str) -> None:
         _int(owner, "max_queue", self.max_queue, 0, 1024)
         _finite(owner, "time_budget_s", self.time_budget_s, 0.0, 3600.0, lo_open=True)
-        _int(owner, "request_qos_depth", self.request_qos_depth, 1, 100_000)
         _int(owner, "max_image_pixels", self.max_image_pixels, 16, 8192 * 8192)
 
 
@@ -249,7 +246,7 @@ class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _Admissi
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available); read on configure.
         autostart: configure and activate right after start-up (no lifecycle manager needed).
         max_batch: requests with more candidates fail (protects the node's memory and latency).
-        Admission (max_queue, time_budget_s, request_qos_depth, max_image_pixels) and stroke
+        Admission (max_queue, time_budget_s, max_image_pixels) and stroke
         bounds (stroke_*_range): see the mixins; a stroke outside the bounds is an invalid
         candidate with the reason, never imagined.
         num_samples: default stochastic samples per candidate (a request's 0 means this).
@@ -312,7 +309,7 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
             "on_goal" = plan once per goal message, on the first frame stamped at or after the goal.
         goal_frame_timeout_s: "on_goal": how long to wait for such a frame before planning on the newest one.
         rollout_top_k: PredictedRollouts published for the best k candidates of each decision (0 = none).
-        max_queue, time_budget_s, request_qos_depth, max_image_pixels: admission of PlanPush goals
+        max_queue, time_budget_s, max_image_pixels: admission of PlanPush goals
             (see the mixin); topic-driven replanning never takes a queue place.
     """
 

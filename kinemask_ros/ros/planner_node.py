@@ -24,7 +24,7 @@ One plan runs, at most ``max_queue`` goals wait (FIFO); a goal beyond that is ab
 cannot start in time is aborted busy; one whose planning runs out of time stops iterating and
 succeeds with the best ranking so far (the message says after how many iterations). Topic-driven
 replanning and rollout rendering wait without taking a queue place. Goal, cancel and result
-services use a reliable QoS of depth ``request_qos_depth``; results are kept 300 s for clients
+services use a reliable keep-all QoS (``REQUEST_QOS``); results are kept 300 s for clients
 that ask late.
 """
 
@@ -43,7 +43,6 @@ from geometry_msgs.msg import PointStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 
 from kinemask_ros.admission import Admission, Busy, Deadline
@@ -52,7 +51,7 @@ from kinemask_ros.contact import ContactModelConfig
 from kinemask_ros.imagination import object_ids, rollout_frames
 from kinemask_ros.planning import PlannerConfig, PushPlanner, make_dynamics, planning_size, slot_limit
 from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
-from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
+from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
 from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg,
                                        rollout_msg, scored_candidate, stroke_to_msg)
@@ -107,7 +106,7 @@ class Decision:
 class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
-        self.params = ConfigParameters(self, PlannerNodeConfig(), read_only=("checkpoint", "device", "torch_threads", "max_queue", "request_qos_depth"))
+        self.params = ConfigParameters(self, PlannerNodeConfig(), read_only=("checkpoint", "device", "torch_threads", "max_queue"))
         cfg = self.config
         torch_setup(cfg.torch_threads)
         from kinemask_ros.world_model.pipeline import KineMaskPipeline
@@ -142,7 +141,7 @@ class PlannerNode(Node):
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(PointStamped, "goal", self._on_goal, LATCHED_QOS, callback_group=inputs)
-        rq = QoSProfile(depth=cfg.request_qos_depth)
+        rq = REQUEST_QOS
         self._action = ActionServer(self, PlanPush, "plan_push", execute_callback=self._execute,
                                     goal_callback=lambda g: GoalResponse.ACCEPT, cancel_callback=lambda g: CancelResponse.ACCEPT,
                                     callback_group=ReentrantCallbackGroup(), goal_service_qos_profile=rq, result_service_qos_profile=rq,

@@ -32,13 +32,12 @@ import numpy as np
 import torch
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile
 
 from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
 from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames, stroke_or_reason
-from kinemask_ros.ros.common import ConfigParameters, Throttle, run, torch_setup, warn_throttled
+from kinemask_ros.ros.common import REQUEST_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import WorldModelNodeConfig
 from kinemask_ros.ros.messages import (check_image_size, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
@@ -105,7 +104,7 @@ def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None, max
 class WorldModelNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("world_model", **kwargs)
-        self.params = ConfigParameters(self, WorldModelNodeConfig(), read_only=("max_queue", "request_qos_depth"))
+        self.params = ConfigParameters(self, WorldModelNodeConfig(), read_only=("max_queue",))
         self._throttle = Throttle()
         self._model_lock = threading.Lock()
         self.pipeline = None
@@ -116,7 +115,7 @@ class WorldModelNode(LifecycleNode):
         self.admission = Admission(cfg.max_queue, "imagine_outcomes request", "max_queue")
         self.executor_threads = cfg.executor_threads
         self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=ReentrantCallbackGroup(),
-                                       qos_profile=QoSProfile(depth=cfg.request_qos_depth))
+                                       qos_profile=REQUEST_QOS)
         if self.config.autostart:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
         self.get_logger().info("world-model node up (unconfigured); configure + activate it to serve imagine_outcomes")
