@@ -180,7 +180,7 @@ def test_push_planner_world_model_and_bad_requests(tmp_path):
     goal = planner.goal_from_table(obs["goal"])
     plan = planner.plan(obs["image"], obs["instance_mask"], int(obs["target"]), goal)
     assert plan.valid and len(plan.strokes) == 16 and plan.imagined.tracks.shape[:3] == (16, 2, 4)
-    assert set(plan.scores.terms) == {"goal_distance", "disturbance", "workspace", "disagreement", "effort"}
+    assert set(plan.scores.terms) == {"goal_distance", "disturbance", "workspace", "disagreement", "effort", "goal_yaw"}
     with pytest.raises(ValueError, match="outside"):
         planner.goal_from_table(np.array([0.5, 0.0]))
     with pytest.raises(ValueError, match="not in the scene"):
@@ -207,6 +207,37 @@ def test_baselines_act():
     r1 = RandomPolicy(planner, 0).stroke(obs["instance_mask"], int(obs["target"]))
     r2 = RandomPolicy(planner, 0).stroke(obs["instance_mask"], int(obs["target"]))
     assert r1 == r2
+    env.close()
+
+
+def test_cluttered_scene_options():
+    from kinemask_ros.envs.scenarios import cluttered_scene_options
+    from kinemask_ros.sim_bridge.scene import SceneConfig, spec_from_dict
+
+    env = gym.make("KineMaskPush-v0", scene=SceneConfig(max_objects=8))
+    counts = set()
+    for seed in range(6):
+        opt = cluttered_scene_options(env, seed)
+        assert opt == cluttered_scene_options(env, seed)  # a function of the seed
+        k = len(opt["objects"])
+        counts.add(k)
+        assert 6 <= k <= 8 and len(opt["poses"]) == k and 1 <= opt["target"] <= k
+        obs, info = env.reset(seed=seed, options=opt)  # the env accepts the options as they are
+        assert info["num_objects"] == k and not info["is_success"]
+        assert set(np.unique(obs["instance_mask"]).tolist()) - {0} == set(range(1, k + 1))  # every object visible
+        specs, poses = [spec_from_dict(o) for o in opt["objects"]], np.asarray(opt["poses"])
+        t, goal = opt["target"] - 1, np.asarray(opt["goal"])
+        assert np.all(np.abs(goal) <= env.unwrapped.config.scene.placement_half_extent)
+        for i in range(k):
+            for j in range(i):
+                assert np.linalg.norm(poses[i, :2] - poses[j, :2]) > specs[i].bounding_radius + specs[j].bounding_radius
+            if i != t:  # the goal is free for the target, and the target is packed in
+                assert specs[i].distance_to(poses[i], goal) > specs[t].bounding_radius
+        near = sorted(np.linalg.norm(poses[:, :2] - poses[t, :2], axis=1))[1:4]
+        assert max(near) < 0.15
+    assert len(counts) > 1
+    with pytest.raises(ValueError, match="max_objects"):
+        cluttered_scene_options(gym.make("KineMaskPush-v0"), 0, num_objects=6)
     env.close()
 
 
