@@ -44,7 +44,7 @@ from kinemask_ros.object_scene import ObjectScene  # noqa: E402
 from kinemask_ros.push import PushStroke  # noqa: E402
 from kinemask_ros.sim_bridge.object_dataset import CURRICULA, EVAL_SEED_OFFSET, GeneratorConfig, generate, load_episodes  # noqa: E402
 from kinemask_ros.sim_bridge.scene import PALETTE, SHAPES, ObjectSpec, SceneConfig, TabletopScene  # noqa: E402
-from kinemask_ros.world_model.objects import ObjectWorldModel, downsample_ids  # noqa: E402
+from kinemask_ros.world_model.objects import FEATURES, ObjectWorldModel, downsample_ids, stroke_features  # noqa: E402
 
 STILL_M, MOVE_M = 0.002, 0.005
 
@@ -83,16 +83,14 @@ def constant_velocity(d: dict, idx: np.ndarray, cam: CameraModel) -> np.ndarray:
     for n in idx:
         scene = ObjectScene.from_mask(d["masks"][n], cam)
         s = PushStroke.from_array(d["strokes"][n])
-        path = s.start + np.linspace(0, s.length, 64)[:, None] * s.direction
-        dist = scene.distances(path) - 0.012  # (M, K)
-        touch = dist <= 0
-        if not touch.any():
+        f = stroke_features(scene, [s])[0]  # the geometric first touch the planner path uses
+        first = f[:, FEATURES.index("first_touch")] > 0
+        if not first.any():
             continue
-        m, k = np.unravel_index(np.argmin(np.where(touch, np.arange(64)[:, None], 999)), touch.shape)
-        rest = s.length * (1 - m / 63)
+        k = int(np.argmax(first))
+        rest = s.length * (1 - float(f[k, FEATURES.index("touch_at")]))
         slide = s.speed**2 / (2 * g_mu)
-        o = int(scene.ids[k]) - 1
-        out[n, o, :2] += (rest + slide) * s.direction
+        out[n, int(scene.ids[k]) - 1, :2] += (rest + slide) * s.direction
     return out
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from kinemask_ros.palette import PALETTE
 from kinemask_ros.push import PushStroke
-from kinemask_ros.sim_bridge.scene import PUSHER_ID, SHAPES, Episode, ObjectSpec, SceneConfig, TabletopScene
+from kinemask_ros.sim_bridge.scene import PUSHER_ID, Episode, ObjectSpec, SceneConfig, TabletopScene, random_spec
 
 #: Truth thresholds [m] on an object's final displacement: "moves" above MOVE_M, "still" below STILL_M.
 MOVE_M = 0.005
@@ -169,17 +169,6 @@ def _colors(rng: np.random.Generator, k: int) -> list[str]:
     return [str(c) for c in rng.permutation(list(PALETTE))[:k]]
 
 
-def _spec(rng: np.random.Generator, cfg: SceneConfig, color: str, shape: str | None = None,
-          size_range: tuple[float, float] | None = None, mass: float | None = None, friction: float | None = None) -> ObjectSpec:
-    shape = shape or SHAPES[int(rng.integers(len(SHAPES)))]
-    lo, hi = size_range or cfg.object_size_range
-    a = float(rng.uniform(lo, hi))
-    b = float(rng.uniform(lo, hi)) if shape == "box" else a
-    return ObjectSpec(shape=shape, size=(a, b), height=cfg.object_height,
-                      mass=float(rng.uniform(*cfg.mass_range)) if mass is None else float(mass),
-                      friction=float(rng.uniform(*cfg.friction_range)) if friction is None else float(friction), color=color)
-
-
 def _face_yaw(rng: np.random.Generator, spec: ObjectSpec, theta: float, jitter_deg: float = 4.0) -> float:
     """A yaw that shows a box's face to direction ``theta`` (cylinders: any yaw)."""
     if spec.shape == "cylinder":
@@ -213,7 +202,7 @@ def _add_distractors(rng: np.random.Generator, cfg: SceneConfig, specs: list[Obj
     a, b = stroke.start, stroke.end + keep_clear * stroke.direction
     h = cfg.placement_half_extent
     for _ in range(count):
-        spec = _spec(rng, cfg, colors[len(specs)])
+        spec = random_spec(rng, cfg, colors[len(specs)])
         for _ in range(100):
             pose = np.array([*rng.uniform(-h, h, 2), _random_yaw(rng)])
             if _segment_distance(pose[:2], a, b) < cfg.pusher_radius + spec.bounding_radius + keep_clear:
@@ -350,7 +339,7 @@ def _chain(n: int, category: str, properties_at_ends: bool = False) -> Proposal:
             kw = {}
             if properties_at_ends:
                 kw = {"mass": cfg.mass_range[int(rng.integers(2))], "friction": cfg.friction_range[int(rng.integers(2))]}
-            spec = _spec(rng, cfg, colors[i], **kw)
+            spec = random_spec(rng, cfg, colors[i], **kw)
             yaw = _face_yaw(rng, spec, theta)
             if i == 0:
                 pose = np.array([0.0, 0.0, yaw])
@@ -381,7 +370,7 @@ def _glancing(rng: np.random.Generator, cfg: SceneConfig) -> HardScene:
     theta = float(rng.uniform(-math.pi, math.pi))
     d, nrm = _unit(theta), _perp(_unit(theta))
     colors = _colors(rng, 1 + int(rng.integers(0, 3)))
-    spec = _spec(rng, cfg, colors[0])
+    spec = random_spec(rng, cfg, colors[0])
     yaw = _random_yaw(rng)
     pose = np.array([0.0, 0.0, yaw])
     ratio = float(rng.uniform(0.7, 0.9))
@@ -401,7 +390,7 @@ def _near_miss(rng: np.random.Generator, cfg: SceneConfig) -> HardScene | str:
     theta = float(rng.uniform(-math.pi, math.pi))
     d, nrm = _unit(theta), _perp(_unit(theta))
     colors = _colors(rng, 1 + int(rng.integers(0, 3)))
-    spec = _spec(rng, cfg, colors[0])
+    spec = random_spec(rng, cfg, colors[0])
     yaw = _random_yaw(rng)
     pose = np.array([0.0, 0.0, yaw])
     clearance = float(rng.uniform(0.001, 0.003))
@@ -427,7 +416,7 @@ def _bystander(rng: np.random.Generator, cfg: SceneConfig) -> HardScene | str:
     theta = float(rng.uniform(-math.pi, math.pi))
     d, nrm = _unit(theta), _perp(_unit(theta))
     colors = _colors(rng, 2 + int(rng.integers(0, 2)))
-    a_spec, b_spec = _spec(rng, cfg, colors[0]), _spec(rng, cfg, colors[1], size_range=(cfg.object_size_range[0], np.mean(cfg.object_size_range)))
+    a_spec, b_spec = random_spec(rng, cfg, colors[0]), random_spec(rng, cfg, colors[1], size_range=(cfg.object_size_range[0], np.mean(cfg.object_size_range)))
     a_yaw, b_yaw = _face_yaw(rng, a_spec, theta), _random_yaw(rng)
     clearance = float(rng.uniform(0.001, 0.004))
     sign = 1.0 if rng.random() < 0.5 else -1.0
@@ -454,13 +443,13 @@ def _bystander(rng: np.random.Generator, cfg: SceneConfig) -> HardScene | str:
 
 def _double_hit(rng: np.random.Generator, cfg: SceneConfig) -> HardScene | str:
     theta = float(rng.uniform(-math.pi, math.pi))
-    d, nrm = _unit(theta), _perp(_unit(theta))
+    nrm = _perp(_unit(theta))
     colors = _colors(rng, 3 + int(rng.integers(0, 2)))
-    a = _spec(rng, cfg, colors[0], size_range=(np.mean(cfg.object_size_range), cfg.object_size_range[1]))
+    a = random_spec(rng, cfg, colors[0], size_range=(np.mean(cfg.object_size_range), cfg.object_size_range[1]))
     a_pose = np.array([0.0, 0.0, _face_yaw(rng, a, theta)])
     specs, poses = [a], [a_pose]
     for k, sgn in enumerate((1.0, -1.0)):
-        spec = _spec(rng, cfg, colors[1 + k], shape="cylinder" if rng.random() < 0.5 else None,
+        spec = random_spec(rng, cfg, colors[1 + k], shape="cylinder" if rng.random() < 0.5 else None,
                      size_range=(cfg.object_size_range[0], np.mean(cfg.object_size_range)))
         yaw = _random_yaw(rng)
         # direction from A's centre to the hit object: 25-45 deg off the push line
@@ -489,7 +478,7 @@ def _clutter(n: int) -> Proposal:
         poses: list[np.ndarray] = []
         # the clutter: objects 2..n packed around the centre with 2-10 mm gaps
         for i in range(1, n):
-            spec = _spec(rng, cfg, colors[i], size_range=size_range)
+            spec = random_spec(rng, cfg, colors[i], size_range=size_range)
             for _ in range(300):
                 if not poses:
                     pose = np.array([0.0, 0.0, _random_yaw(rng)])
@@ -509,7 +498,7 @@ def _clutter(n: int) -> Proposal:
         # the pushed object: approaches the clutter from outside along a ray to its centre
         phi = float(rng.uniform(-math.pi, math.pi))
         theta = phi + math.pi + math.radians(rng.uniform(-10, 10))
-        a = _spec(rng, cfg, colors[0], size_range=size_range)
+        a = random_spec(rng, cfg, colors[0], size_range=size_range)
         a_yaw = _face_yaw(rng, a, theta, jitter_deg=20)
         far = centre + 0.25 * _unit(phi)
         step = -_unit(phi)
@@ -541,13 +530,13 @@ def _edge(rng: np.random.Generator, cfg: SceneConfig) -> HardScene | str:
     d = _unit(theta)
     with_second = bool(rng.random() < 0.5)
     colors = _colors(rng, 1 + int(with_second) + int(rng.integers(0, 2)))
-    a = _spec(rng, cfg, colors[0])
+    a = random_spec(rng, cfg, colors[0])
     a_yaw = _face_yaw(rng, a, theta, jitter_deg=10)
     tangential = float(rng.uniform(-0.10, 0.10)) * t
     expect: dict = {"target_id": 1, "pushed_id": 1, "moving": [1], "edge_direction": e.tolist()}
     if with_second:
         # B at the edge (centre 0.135-0.165 m out), A just behind it on the push line
-        b = _spec(rng, cfg, colors[1])
+        b = random_spec(rng, cfg, colors[1])
         b_pose = np.array([*(float(rng.uniform(0.135, 0.165)) * e + tangential), _face_yaw(rng, b, theta)])
         a_pose = place_at_gap(b, b_pose, a, a_yaw, -d, float(rng.uniform(0.002, 0.008)))
         specs, poses = [a, b], [a_pose, b_pose]
@@ -569,7 +558,7 @@ def _out_of_bounds(category: str, length_range: tuple[float, float] | None, spee
     def propose(rng: np.random.Generator, cfg: SceneConfig) -> HardScene:
         theta = float(rng.uniform(-math.pi, math.pi))
         colors = _colors(rng, 1 + int(rng.integers(0, 3)))
-        a = _spec(rng, cfg, colors[0])
+        a = random_spec(rng, cfg, colors[0])
         a_pose = np.array([0.0, 0.0, _face_yaw(rng, a, theta)])
         back_gap = float(rng.uniform(0.004, 0.012))
         lo, hi = length_range or (0.04, 0.10)

@@ -42,7 +42,8 @@ import numpy as np
 from kinemask_ros.camera import CameraConfig
 from kinemask_ros.push import PushStroke
 from kinemask_ros.sim_bridge.dataset import EVAL_SEED_OFFSET
-from kinemask_ros.sim_bridge.scene import SHAPES, ObjectSpec, SceneConfig, TabletopScene
+from kinemask_ros.palette import PALETTE
+from kinemask_ros.sim_bridge.scene import SHAPES, ObjectSpec, SceneConfig, TabletopScene, random_spec
 
 FORMAT = "kinemask_ros.object_dataset"
 FORMAT_VERSION = 1
@@ -92,13 +93,6 @@ class GeneratorConfig:
 
 
 # ----------------------------------------------------------------------------- scene builders
-def _spec(rng: np.random.Generator, sc: SceneConfig, color: str) -> ObjectSpec:
-    shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    a = float(rng.uniform(*sc.object_size_range))
-    b = float(rng.uniform(*sc.object_size_range)) if shape == "box" else a
-    return ObjectSpec(shape, (a, b), sc.object_height, float(rng.uniform(*sc.mass_range)), float(rng.uniform(*sc.friction_range)), color)
-
-
 def _free(specs: list[ObjectSpec], poses: list[np.ndarray], spec: ObjectSpec, pose: np.ndarray, clearance: float = 0.001) -> bool:
     lim = 0.17
     return bool(np.all(np.abs(pose[:2]) < lim)) and all(
@@ -141,7 +135,7 @@ def _random_scene(scene: TabletopScene, rng: np.random.Generator, k: int, half: 
 def build(curriculum: str, scene: TabletopScene, rng: np.random.Generator) -> tuple[list[ObjectSpec], np.ndarray, PushStroke]:
     """Objects, poses ``(K, 3)`` and a stroke of one episode of ``curriculum`` (not yet simulated)."""
     sc = scene.config
-    colors = list(rng.permutation(list(scene_palette())))
+    colors = list(rng.permutation(list(PALETTE)))
     if curriculum in ("aimed", "clutter", "edge"):
         k = int(rng.integers(1, MAX_OBJECTS + 1)) if curriculum == "aimed" else int(rng.integers(6, MAX_OBJECTS + 1)) if curriculum == "clutter" else int(rng.integers(1, 5))
         specs, poses = _random_scene(scene, rng, k, 0.105 if curriculum == "clutter" else None)
@@ -164,7 +158,7 @@ def build(curriculum: str, scene: TabletopScene, rng: np.random.Generator) -> tu
         specs, poses = [], []
         pos = rng.uniform(-0.06, 0.06, 2) - d * 0.06
         for i in range(n):
-            s = _spec(rng, sc, colors[i])
+            s = random_spec(rng, sc, colors[i])
             yaw = float(rng.uniform(-math.pi, math.pi))
             if i:
                 prev_s, prev_p = specs[-1], poses[-1]
@@ -177,7 +171,7 @@ def build(curriculum: str, scene: TabletopScene, rng: np.random.Generator) -> tu
             specs.append(s)
             poses.append(p)
         for i in range(int(rng.integers(0, 3))):  # bystanders
-            s = _spec(rng, sc, colors[n + i])
+            s = random_spec(rng, sc, colors[n + i])
             p = np.array([*rng.uniform(-0.15, 0.15, 2), rng.uniform(-math.pi, math.pi)])
             if _free(specs, poses, s, p, 0.01):
                 specs.append(s)
@@ -193,7 +187,7 @@ def build(curriculum: str, scene: TabletopScene, rng: np.random.Generator) -> tu
         nrm = np.array([-d[1], d[0]])
         lateral = float(rng.uniform(-0.4, 0.4)) * specs[0].support(poses[0][2], nrm)
         stroke = _stroke_at(poses[0], specs[0], theta, lateral, rng, sc)
-        s = _spec(rng, sc, colors[len(specs)])
+        s = random_spec(rng, sc, colors[len(specs)])
         yaw = float(rng.uniform(-math.pi, math.pi))
         side = 1.0 if rng.random() < 0.5 else -1.0
         along = float(rng.uniform(0.0, stroke.length * 0.6))
@@ -211,12 +205,6 @@ def build(curriculum: str, scene: TabletopScene, rng: np.random.Generator) -> tu
     stroke = PushStroke(float(p[0]), float(p[1]), float(rng.uniform(-math.pi, math.pi)),
                         float(rng.uniform(*sc.push_bounds.length_range)), float(rng.uniform(*sc.push_bounds.speed_range)))
     return specs, poses, stroke
-
-
-def scene_palette() -> tuple[str, ...]:
-    from kinemask_ros.sim_bridge.scene import PALETTE
-
-    return tuple(PALETTE)
 
 
 def simulate(scene: TabletopScene, curriculum: str, seed: int, max_tries: int = 30) -> dict:

@@ -134,6 +134,18 @@ class ObjectSpec:
         return float(np.linalg.norm(np.maximum(q, 0.0)))
 
 
+def random_spec(rng: np.random.Generator, cfg: SceneConfig, color: str, shape: str | None = None,
+                size_range: tuple[float, float] | None = None, mass: float | None = None, friction: float | None = None) -> ObjectSpec:
+    """A random object of the scene's ranges (draws: shape, sizes, mass, friction); given values are kept."""
+    shape = shape or SHAPES[int(rng.integers(len(SHAPES)))]
+    lo, hi = size_range or cfg.object_size_range
+    a = float(rng.uniform(lo, hi))
+    b = float(rng.uniform(lo, hi)) if shape == "box" else a
+    return ObjectSpec(shape=shape, size=(a, b), height=cfg.object_height,
+                      mass=float(rng.uniform(*cfg.mass_range)) if mass is None else float(mass),
+                      friction=float(rng.uniform(*cfg.friction_range)) if friction is None else float(friction), color=color)
+
+
 @dataclass
 class Episode:
     """A simulated push: everything the dataset stores for one clip.
@@ -244,17 +256,7 @@ class TabletopScene:
         colors = rng.choice(list(PALETTE), size=k, replace=False)
         specs, poses = [], []
         for i in range(k):
-            shape = SHAPES[int(rng.integers(len(SHAPES)))]
-            a = float(rng.uniform(*cfg.object_size_range))
-            b = float(rng.uniform(*cfg.object_size_range)) if shape == "box" else a
-            spec = ObjectSpec(
-                shape=shape,
-                size=(a, b),
-                height=cfg.object_height,
-                mass=float(rng.uniform(*cfg.mass_range)),
-                friction=float(rng.uniform(*cfg.friction_range)),
-                color=str(colors[i]),
-            )
+            spec = random_spec(rng, cfg, str(colors[i]))
             for _ in range(200):
                 pose = np.array([*rng.uniform(-cfg.placement_half_extent, cfg.placement_half_extent, 2), rng.uniform(-math.pi, math.pi)])
                 if all(

@@ -68,16 +68,14 @@ class RequestError(ValueError):
     """A request rejected as a whole (becomes success=False, message=str(e))."""
 
 
-def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None, max_pixels: int | None = None):
+def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
     """Request image (+ optional mask) -> ``(rgb (H, W, 3), ids (H, W), labels)`` at model resolution.
 
     An empty mask (width 0) is segmented here with the classical segmenter, on the image already
-    downscaled to the model's resolution (segmenting a 4096x4096 frame first took 28 s).
-    ``max_pixels`` refuses larger images before decoding them.
+    downscaled to the model's resolution (segmenting a 4096x4096 frame first took 28 s). The image
+    size limit is checked on the header before this (``WorldModelNode._check``).
     """
     try:
-        if max_pixels is not None:
-            check_image_size(image_msg, max_pixels, "max_image_pixels")
         rgb = rgb_from_msg(image_msg)
     except ValueError as e:
         raise RequestError(f"image: {e}") from None
@@ -256,7 +254,7 @@ class WorldModelNode(LifecycleNode):
                 raise RequestError("the world model is not loaded")
             wc = pipe.config
             h, w = planning_size(pipe, (int(req.image.height), int(req.image.width)))
-            rgb, ids, labels = load_frame(req.image, req.instance_mask, h, w, max_pixels=cfg.max_image_pixels)
+            rgb, ids, labels = load_frame(req.image, req.instance_mask, h, w)
             if (h, w) != (wc.height, wc.width):  # object model: measure the scene at the frame's resolution
                 contact = ContactModel(CameraModel(cfg.camera_config(w, h)), contact.config)
             present = object_ids(ids)
