@@ -7,6 +7,13 @@ Rows: copy-first-frame, constant-velocity (pushed object slides with friction, n
 moves), the simulator with nominal mass/friction (the oracle: it knows shapes and poses but, like
 the model, not the hidden mass/friction), the world model's tracks (+ ablations), and the video
 model after stage 1 only vs stage 1+2, both given the first-frame velocity mask only.
+
+The headline is the **planner path** — what the planner and the nodes run: the first frame's
+instance mask and the *commanded* stroke, nothing measured in the simulator. With the object
+model (v2) that is the object scene from the mask + the stroke; with the raster model it is the
+contact model's velocity from the 32x32 mask. Feeding the raster model the simulator-measured
+first-frame velocity is kept as an ablation row ("measured velocity"): it is optimistic, no user
+has that velocity before pushing. Errors are reported in mm on the table (and px at 32x32).
 Writes ``OUT/world_model_fidelity.json``, ``OUT/world_model_fidelity.md`` and ``OUT/rollouts.gif``.
 """
 
@@ -127,6 +134,32 @@ def episode_inputs(d: dict, sl, K: int, T: int, text_encoder=None) -> dict:
             names = object_names(d["frames"][n, 0], d["masks"][n, 0])
             texts.append(predict_description(d["masks"][n, 0], p, d["velocities_px"][n, 0, p - 1] if p else np.zeros(2), names))
         out["text"] = torch.from_numpy(text_encoder.encode(texts))
+    return out
+
+
+def planner_path_tracks(pipe: KineMaskPipeline, d: dict, samples: int, steps: int, use_objects: bool, seed: int = 0) -> np.ndarray:
+    """Mean tracks ``(N, T, K, 2)`` [px] on the planner path: mask + commanded stroke -> imagination.
+
+    ``use_objects``: the object-token model (object scene measured from the 32x32 mask); else the
+    raster model with the contact model's velocity. Slots beyond an episode's objects are NaN.
+    """
+    from kinemask_ros.camera import CameraConfig, CameraModel
+    from kinemask_ros.contact import ContactModel, ContactModelConfig
+    from kinemask_ros.planning import make_dynamics
+
+    N = len(d["seeds"])
+    K, T = pipe.config.max_objects, pipe.config.num_frames
+    H, W = d["masks"].shape[2:4]
+    contact = ContactModel(CameraModel(CameraConfig(width=W, height=H)), ContactModelConfig(num_frames=T))
+    g = torch.Generator().manual_seed(seed)
+    out = np.full((N, T, K, 2), np.nan, np.float32)
+    for n in range(N):
+        k = int(d["num_objects"][n])
+        mask = d["masks"][n, 0].astype(np.uint8)
+        mask = np.where(mask <= k, mask, 0).astype(np.uint8)  # the pusher (255) is not an object
+        dyn = make_dynamics(pipe, contact, d["frames"][n, 0], mask, samples, steps, g, use_objects=use_objects)
+        tr = dyn([PushStroke.from_array(d["stroke"][n])]).tracks[0].mean(0)  # (K', T, 2)
+        out[n, :, : min(K, tr.shape[0])] = tr[:K].transpose(1, 0, 2)
     return out
 
 
@@ -264,10 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     oracle = oracle_simulator(d, scene_cfg)
     timings["oracle simulator s/episode"] = (time.perf_counter() - t1) / N
     rows["simulator, nominal mass/friction (oracle)"] = {k: track_metrics(d, oracle[:, :T], v) for k, v in splits.items()}
-    models = [(f"world model tracks ({pipe.config.conditioning})", pipe)]
+    # headline: the planner path (mask + commanded stroke)
+    if pipe.object_model is not None:
+        tp = time.perf_counter()
+        rows["object model, planner path (headline)"] = {k: track_metrics(d, planner_path_tracks(pipe, d, a.samples, a.steps, True), v)
+                                                         for k, v in splits.items()}
+        timings["object model planner path s/episode"] = (time.perf_counter() - tp) / N
+    rows["raster model, planner path (contact-model velocity)"] = {
+        k: track_metrics(d, planner_path_tracks(pipe, d, a.samples, a.steps, False), v) for k, v in splits.items()}
+    models = [(f"raster model, measured velocity (ablation, {pipe.config.conditioning})", pipe)]
     for spec in a.ablation:
         name, _, path = spec.partition("=")
-        models.append((f"world model tracks ({name})", KineMaskPipeline.from_pretrained(path, load_video=False)))
+        models.append((f"raster model, measured velocity ({name})", KineMaskPipeline.from_pretrained(path, load_video=False)))
     for name, pp in models:
         mean, _ = model_tracks(pp, d, a.samples, a.steps)
         rows[name] = {k: track_metrics(d, mean, v) for k, v in splits.items()}
@@ -292,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         gif_rows[label] = vids
     timings["rank 64 candidates x 4 samples, 8 steps [s]"] = time_ranking(pipe, d, 64, 4, a.steps)
     timings["rank 64 candidates x 1 sample, 8 steps [s]"] = time_ranking(pipe, d, 64, 1, a.steps)
-    result = {"machine": machine(), "checkpoint": str(a.checkpoint or "embedded"), "eval_data": a.eval_data,
+    from kinemask_ros.camera import CameraConfig, CameraModel
+
+    mm_per_px = 1000.0 / CameraModel(CameraConfig(width=pipe.config.width, height=pipe.config.height)).pixels_per_metre(0.015)
+    result = {"machine": machine(), "checkpoint": str(a.checkpoint or "embedded"), "eval_data": a.eval_data, "mm_per_px": mm_per_px,
               "episodes": {k: int(len(v)) for k, v in splits.items()}, "samples": a.samples, "steps": a.steps,
               "tracks": rows, "video": video_rows, "video_episodes": int(len(vid_idx)), "timings": timings,
               "wall_s": time.perf_counter() - t0}
@@ -300,11 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# World-model fidelity ({result['machine']})", "",
              f"Held-out episodes: {result['episodes']} (seeds >= {EVAL_SEED_OFFSET}); track metrics at {pipe.config.height}x{pipe.config.width}, "
              f"{T} frames; model = mean of {a.samples} samples, {a.steps} Euler steps.", "",
-             "| method | pushed err free [px] | pushed err collision [px] | hit err [px] | hit direction acc | motion fidelity (all) |",
+             f"Errors: mean final error in mm on the table (px at {pipe.config.width}x{pipe.config.height} in brackets; 1 px = {mm_per_px:.1f} mm).", "",
+             "| method | pushed err free [mm] | pushed err collision [mm] | hit err [mm] | hit direction acc | motion fidelity (all) |",
              "|---|---|---|---|---|---|"]
+
+    def mm(x):
+        return "–" if x is None or x["mean"] is None else f"{x['mean'] * mm_per_px:.1f} ({x['mean']:.2f})"
+
     for name, r in rows.items():
-        lines.append(f"| {name} | {fmt(r['free']['pushed_final_err_px'])} | {fmt(r['collision']['pushed_final_err_px'])} | "
-                     f"{fmt(r['collision']['hit_final_err_px'])} | {fmt(r['collision']['direction_acc'])} | {fmt(r['all']['motion_fidelity'])} |")
+        lines.append(f"| {name} | {mm(r['free']['pushed_final_err_px'])} | {mm(r['collision']['pushed_final_err_px'])} | "
+                     f"{mm(r['collision']['hit_final_err_px'])} | {fmt(r['collision']['direction_acc'])} | {fmt(r['all']['motion_fidelity'])} |")
     lines += ["", f"Video ({len(vid_idx)} episodes, half collision; frames 1..{pipe.config.video_frames - 1} at stride {pipe.config.video_frame_stride}):", "",
               "| method | PSNR [dB] | SSIM | mask IoU | pushed err from masks [px] |", "|---|---|---|---|---|"]
     for name, r in video_rows.items():

@@ -146,13 +146,14 @@ def run(args) -> dict:
         warm = plan.params[plan.order[0]]
         top = plan.top(args.top_k)
         # imagine the top-k as pictures (the planner scored tracks only): the video model, or with an
-        # object model the track warp of the very tracks that were scored
+        # object model the SE(2) warp of the very pose tracks that were scored (pusher path drawn)
         from kinemask_ros.imagination import rollout_frames
 
         mask = seg.instance_ids if plan.id_map is None else _relabel(seg.instance_ids, plan.id_map)
         t_vid = time.perf_counter()
         rf = rollout_frames(pipe, planner.contact, image, mask, [plan.strokes[i] for i in top], plan.imagined.tracks[top, 0],
-                            generator=torch.Generator().manual_seed(args.seed))
+                            generator=torch.Generator().manual_seed(args.seed),
+                            poses=None if plan.imagined.poses is None else plan.imagined.poses[top, 0], draw_paths=True)
         t_vid = time.perf_counter() - t_vid
         best = plan.best_stroke
         obs, reward, term, trunc, info = env.step(u.stroke_to_action(best))

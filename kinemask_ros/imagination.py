@@ -37,12 +37,13 @@ def stroke_or_reason(values) -> tuple[PushStroke | None, str]:
         return None, f"invalid stroke: {e}"
 
 
-def goal_from_table(contact: ContactModel, goal_xy, height: int, width: int) -> Goal:
-    """Goal pixel of a table point ``(x, y)`` [m] at half the object height (``ValueError`` if outside the image)."""
+def goal_from_table(contact: ContactModel, goal_xy, height: int, width: int, yaw: float | None = None) -> Goal:
+    """Goal pixel of a table point ``(x, y)`` [m] at half the object height, optionally with a final
+    ``yaw`` [rad] (``ValueError`` if outside the image or not finite)."""
     xy = np.asarray(goal_xy, float).reshape(-1)
     if xy.shape != (2,) or not np.all(np.isfinite(xy)):
         raise ValueError(f"goal must be two finite numbers (x, y) in metres, got {np.asarray(goal_xy).tolist()}")
-    g = Goal(point_px=contact.camera.project_table(xy, contact.config.object_height / 2))
+    g = Goal(point_px=contact.camera.project_table(xy, contact.config.object_height / 2), yaw=None if yaw is None else float(yaw))
     g.check_inside(height, width)
     return g
 
@@ -62,6 +63,8 @@ class Imagination:
         tracks: ``(N, S, K, T, 2)`` imagined object centres [px] (NaN rows for invalid candidates).
         present: ``(K,)`` slots holding an object.
         order: indices of the valid candidates, best (lowest total) first.
+        poses: ``(N, S, K, T, 3)`` imagined SE(2) poses ``(x, y, yaw)`` [m, rad] in the table frame
+            (object model only; None for the raster model; NaN rows for invalid candidates).
     """
 
     strokes: list[PushStroke | None]
@@ -75,13 +78,14 @@ class Imagination:
     tracks: np.ndarray
     present: np.ndarray
     order: np.ndarray
+    poses: np.ndarray | None = None
 
 
 def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, instance_mask: np.ndarray, strokes: list,
                        goal_xy, target_id: int = 0, num_samples: int = 2, num_inference_steps: int = 8,
                        score_config: ScoreConfig | None = None, generator: torch.Generator | None = None,
                        bounds: PushBounds | None = None, bounds_params: dict[str, str] | None = None,
-                       deadline: Deadline | None = None, chunk: int = 64) -> Imagination:
+                       deadline: Deadline | None = None, chunk: int = 64, goal_yaw: float | None = None) -> Imagination:
     """Imagine every candidate with the world model and score it against a goal.
 
     Args:
@@ -90,7 +94,8 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
         image: ``(H, W, 3)`` uint8 at model resolution; instance_mask: ``(H, W)`` ids 1..K.
         strokes: ``N`` items of 5 numbers ``(x, y, theta, length, speed)`` or :class:`PushStroke`.
             Malformed ones (NaN, inf, length <= 0, ...) become invalid candidates with a reason.
-        goal_xy: table point [m] the target should reach.
+        goal_xy: table point [m] the target should reach; ``goal_yaw`` its final yaw [rad]
+            (scored by the ``goal_yaw`` term; None = any orientation).
         target_id: object to score for; 0 = the object each stroke touches first (a miss is
             then an invalid candidate).
         bounds: strokes outside this box are invalid candidates (never imagined: the model was
@@ -114,7 +119,7 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     K = max(present_ids) if getattr(pipeline, "object_model", None) is not None else cfg.max_objects
     if target_id and target_id not in present_ids:
         raise ValueError(f"target id {target_id} is not in the instance mask (ids present: {present_ids})")
-    goal = goal_from_table(contact, goal_xy, H, W)
+    goal = goal_from_table(contact, goal_xy, H, W, goal_yaw)
     sc = score_config or ScoreConfig()
     N = len(strokes)
     parsed: list[PushStroke | None] = []
@@ -139,6 +144,7 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     cids = np.zeros(N, np.int64)
     T = cfg.num_frames
     tracks = np.full((N, num_samples, K, T, 2), np.nan, np.float32)
+    poses = None
     present = np.zeros(K, bool)
     present[[i - 1 for i in present_ids]] = True
     if ok:
@@ -152,8 +158,12 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
             reasons[i] = (f"not imagined: the time budget of {deadline.budget_s:g} s ran out after {done} of {len(ok)} candidates "
                           f"(parameter time_budget_s)")
         ok = ok[:done]
-        im = Imagined(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tracks", "target_ids", "present")))
+        im = Imagined(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tracks", "target_ids", "present")),
+                      poses=np.concatenate([p.poses for p in parts]) if parts[0].poses is not None else None)
         tracks[ok] = im.tracks
+        if im.poses is not None:
+            poses = np.full((N, num_samples, K, T, 3), np.nan, np.float32)
+            poses[ok] = im.poses
         cids[ok] = im.target_ids
         mpp = 1.0 / contact.camera.pixels_per_metre(contact.config.object_height / 2)
         want = np.where(np.asarray(im.target_ids) > 0, im.target_ids, 0) if not target_id else np.full(len(ok), target_id)
@@ -178,7 +188,7 @@ def imagine_candidates(pipeline, contact: ContactModel, image: np.ndarray, insta
     key = np.where(valid, total, np.inf)
     order = np.array([i for i in np.argsort(key, kind="stable") if valid[i]], dtype=np.int64)
     weights = {k: float(sc.weights.get(k, 0.0)) for k in TERM_NAMES}
-    return Imagination(parsed, tids, cids, total, terms, weights, valid, reasons, tracks, present, order)
+    return Imagination(parsed, tids, cids, total, terms, weights, valid, reasons, tracks, present, order, poses)
 
 
 @dataclass
@@ -191,8 +201,12 @@ class RolloutFrames:
         tracks: ``(n, K, Tv, 2)`` object centres [px] at those frames (NaN for absent slots).
         areas: ``(n, K, Tv)`` mask areas [px].
         frame_indices: which track frames ``0..T-1`` the video frames are.
-        source: "video_model" (the checkpoint's video denoiser) or "track_warp" (no video model:
-            each object's pixels are moved along its imagined track).
+        source: "video_model" (the checkpoint's video denoiser), "track_warp" (raster model without
+            a video model: each object's pixels are shifted along its imagined track) or
+            "se2_warp" (object model: each object's pixels moved rigidly along its imagined SE(2)
+            pose track, uncovered table filled in; :mod:`kinemask_ros.preview`).
+        poses: ``(n, K, Tv, 3)`` SE(2) poses ``(x, y, yaw)`` [m, rad] in the table frame at those
+            frames (object model only, else None).
     """
 
     frames: np.ndarray
@@ -201,6 +215,7 @@ class RolloutFrames:
     areas: np.ndarray
     frame_indices: list[int]
     source: str
+    poses: np.ndarray | None = None
 
 
 def warp_frames(image: np.ndarray, instance_mask: np.ndarray, tracks: np.ndarray, frame_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -244,19 +259,25 @@ def warp_frames(image: np.ndarray, instance_mask: np.ndarray, tracks: np.ndarray
 
 def rollout_frames(pipeline, contact: ContactModel, image: np.ndarray, instance_mask: np.ndarray, strokes: list[PushStroke],
                    tracks: np.ndarray | None = None, video_inference_steps: int = 10,
-                   generator: torch.Generator | None = None) -> RolloutFrames:
-    """Frames for ``n`` strokes: the checkpoint's video model when it has one, else :func:`warp_frames`.
+                   generator: torch.Generator | None = None, poses: np.ndarray | None = None,
+                   draw_paths: bool = False) -> RolloutFrames:
+    """Frames for ``n`` strokes: the checkpoint's video model when it has one, else a track warp.
 
     ``tracks (n, K, T, 2)`` (e.g. sample 0 of the scored rollouts) are used for the track-warp
     fallback and for the returned tracks; when None, the track model is run once more. With an
-    object model (v2) the frames are always the track warp of its tracks, so that the pictures
-    show the same motion that was scored (the raster video model only knows ``K`` slots and its
-    own raster tracks).
+    object model (v2) the frames are always the SE(2) warp of its poses ``(n, K, T, 3)`` (given, or
+    imagined once more), so that the pictures show the same motion that was scored, rotations
+    included (the raster video model only knows ``K`` slots and its own raster tracks).
+    ``draw_paths`` draws each stroke's pusher path on its frames.
     """
+    from kinemask_ros.preview import CameraMapping, draw_path, warp_se2
+
     cfg = pipeline.config
     s = cfg.video_frame_stride
     idx = list(range(0, cfg.num_frames, s))
     dyn = make_dynamics(pipeline, contact, image, instance_mask, 1, 8, generator)
+    mapping = CameraMapping.from_camera(contact.camera, contact.config.object_height / 2)
+    pose_out = None
     if pipeline.video_model is not None and isinstance(dyn, WorldModelDynamics):
         inp = dyn.inputs(strokes)
         inp.pop("_targets")
@@ -267,10 +288,24 @@ def rollout_frames(pipeline, contact: ContactModel, image: np.ndarray, instance_
         masks = (om * ids).max(2).astype(np.uint8)
         tr = out.tracks[:, 0].cpu().numpy() if tracks is None else np.asarray(tracks)
         source = "video_model"
-    else:
+    elif isinstance(dyn, WorldModelDynamics):
         tr = dyn(strokes).tracks[:, 0] if tracks is None else np.asarray(tracks)
         frames, masks = warp_frames(image, instance_mask, tr, idx)
         source = "track_warp"
+    else:
+        if poses is None:
+            im = dyn(strokes)
+            poses, tr = im.poses[:, 0], im.tracks[:, 0]
+        else:
+            poses = np.asarray(poses)
+            tr = contact.camera.project_table(poses[..., :2], contact.config.object_height / 2).astype(np.float32)
+        pose_out = poses[:, :, idx]
+        frames, masks = warp_se2(image, instance_mask, pose_out, mapping)
+        masks = masks.astype(np.uint8)
+        source = "se2_warp"
+    if draw_paths:
+        for b, st in enumerate(strokes):
+            draw_path(frames[b], st, mapping)
     K = np.asarray(tr).shape[1]
     areas = np.stack([(masks == k).sum((-1, -2)) for k in range(1, K + 1)], 1).astype(np.float32)  # (n, K, Tv)
-    return RolloutFrames(frames, masks, np.asarray(tr)[:, :, idx], areas, idx, source)
+    return RolloutFrames(frames, masks, np.asarray(tr)[:, :, idx], areas, idx, source, pose_out)

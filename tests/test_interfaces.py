@@ -67,6 +67,9 @@ EXPECTED_FIELDS = {
         "u": "sequence<float>",
         "v": "sequence<float>",
         "area": "sequence<float>",
+        "x": "sequence<float>",
+        "y": "sequence<float>",
+        "yaw": "sequence<float>",
     },
     km_msg.PredictedRollout: {
         "header": "std_msgs/Header",
@@ -85,6 +88,8 @@ EXPECTED_FIELDS = {
         "num_samples": "uint32",
         "return_frames": "boolean",
         "goal": "geometry_msgs/Point",
+        "use_goal_yaw": "boolean",
+        "goal_yaw": "double",
         "target_id": "uint32",
         "text": "string",
     },
@@ -99,6 +104,8 @@ EXPECTED_FIELDS = {
     },
     km_action.PlanPush.Goal: {
         "goal": "geometry_msgs/PointStamped",
+        "use_goal_yaw": "boolean",
+        "goal_yaw": "double",
         "target_id": "uint32",
         "planner": "string",
         "num_candidates": "uint32",
@@ -178,7 +185,9 @@ def _rollout() -> km_msg.PredictedRollout:
     r.header.frame_id = "camera"
     r.frames = [_image() for _ in range(3)]
     r.object_masks = [_image(encoding="mono8") for _ in range(3)]
-    r.tracks = [km_msg.ObjectTrack(object_id=1, label="red box", u=[1.0, 2.0, 3.5], v=[2.0, 2.0, 2.5], area=[5.0, 5.0, 4.0])]
+    r.tracks = [km_msg.ObjectTrack(object_id=1, label="red box", u=[1.0, 2.0, 3.5], v=[2.0, 2.0, 2.5], area=[5.0, 5.0, 4.0],
+                                   x=[0.01, 0.02, 0.03], y=[-0.05, -0.05, -0.04], yaw=[0.0, 0.1, 0.25]),
+                km_msg.ObjectTrack(object_id=2, label="", u=[4.0, 4.0, 4.0], v=[1.0, 1.0, 1.0], area=[3.0, 3.0, 3.0])]
     return r
 
 
@@ -261,6 +270,7 @@ def test_rosbags_decodes_rclpy_cdr():
     assert len(dec.frames) == 3 and bytes(dec.frames[0].data) == bytes(rollout.frames[0].data)
     assert dec.tracks[0].label == "red box"
     assert list(dec.tracks[0].u) == pytest.approx([1.0, 2.0, 3.5])
+    assert list(dec.tracks[0].yaw) == pytest.approx([0.0, 0.1, 0.25]) and len(dec.tracks[1].x) == 0
 
     arr = _array()
     dec = store.deserialize_cdr(serialize_message(arr), "kinemask_ros_interfaces/msg/ScoredCandidateArray")

@@ -111,7 +111,7 @@ def _options(path: str, field: str) -> list[str]:
 
 
 def test_interface_option_lists_match_the_code():
-    from kinemask_ros.ros.planner_node import FEEDBACK_STAGES
+    from kinemask_ros.decision import FEEDBACK_STAGES
     from kinemask_ros.planning import PLANNERS
 
     assert set(PLANNER_METHODS) == set(PLANNERS)

@@ -410,6 +410,8 @@ def test_plan_push_action(graph):
         "unknown planner": (_goal(c, planner="gradient"), "unknown planner 'gradient'"),
         "too many candidates": (_goal(c, num_candidates=5000), "num_candidates=5000 exceeds max_candidates=1024"),
         "truncated image": (_goal(c, image=_bad_image("truncated", c.latest("image"))), "truncated"),
+        "NaN goal yaw": (_goal(c, use_goal_yaw=True, goal_yaw=math.nan), "goal_yaw is nan"),
+        "yaw, raster model": (_goal(c, use_goal_yaw=True, goal_yaw=0.5, num_candidates=4, iterations=1), "predicts no rotations"),
     }
     for name, (g, match) in bad.items():
         res = _result(_send(c, g))

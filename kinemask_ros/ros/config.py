@@ -352,6 +352,17 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
         self._check_contact(o)
         self._check_admission(o)
 
+    def decision_config(self):
+        """The core's :class:`~kinemask_ros.decision.DecisionConfig` of these parameters."""
+        from kinemask_ros.decision import DecisionConfig
+
+        return DecisionConfig(method=self.method, num_candidates=self.num_candidates, iterations=self.iterations,
+                              max_candidates=self.max_candidates, num_samples=self.num_samples,
+                              num_inference_steps=self.num_inference_steps, pusher_radius=self.pusher_radius,
+                              friction_coefficient=self.friction_coefficient, object_height=self.object_height,
+                              frame_dt_s=self.frame_dt_s, score=self.score_config(), rollout_top_k=self.rollout_top_k,
+                              video_inference_steps=self.video_inference_steps)
+
 
 @dataclass(frozen=True)
 class SimBridgeNodeConfig(_CameraFields):
@@ -363,7 +374,18 @@ class SimBridgeNodeConfig(_CameraFields):
         seed: seed of the scene, target and goal sampling.
         num_objects: objects per scene (0 = random between the scene's limits).
         reset_on_done: sample a new scene after a push that reaches the goal or loses the target.
-        frame_id: frame of the camera images.
+        frame_id: frame of the camera images: the camera's optical frame (x right, y down, z forward).
+        camera_distance: 0 = the camera pose is ``camera_eye`` / ``camera_target`` / ``camera_up``;
+            > 0 [m] = the camera looks at ``camera_target`` from this distance at
+            ``camera_elevation_deg`` above the table and ``camera_azimuth_deg`` (table-plane
+            direction from the target to the camera, -90 = in front of the table), as
+            :meth:`CameraConfig.oblique` (e.g. 0.8 m at 45 deg with ``camera_fov_deg`` 42).
+        camera_elevation_deg, camera_azimuth_deg: see ``camera_distance``.
+        look: "canonical" (palette colours, the training default) or "randomized" (a new
+            :meth:`LookConfig.randomized` look per scene, drawn from ``seed``).
+        publish_depth: publish the registered depth image and its CameraInfo.
+        table_frame_id: TF frame of the table (parent of ``frame_id`` on ``/tf_static`` and
+            ``camera/table_pose``).
     """
 
     rate_hz: float = 30.0
@@ -373,6 +395,12 @@ class SimBridgeNodeConfig(_CameraFields):
     num_objects: int = 0
     reset_on_done: bool = True
     frame_id: str = "camera"
+    camera_distance: float = 0.0
+    camera_elevation_deg: float = 90.0
+    camera_azimuth_deg: float = -90.0
+    look: str = "canonical"
+    publish_depth: bool = True
+    table_frame_id: str = "table"
 
     def __post_init__(self) -> None:
         o = "SimBridgeNodeConfig"
@@ -385,7 +413,28 @@ class SimBridgeNodeConfig(_CameraFields):
             raise ValueError(f"{o}.reset_on_done must be a bool, got {self.reset_on_done!r}")
         if not isinstance(self.frame_id, str) or not self.frame_id:
             raise ValueError(f"{o}.frame_id must be a non-empty string, got {self.frame_id!r}")
+        if not isinstance(self.table_frame_id, str) or not self.table_frame_id or self.table_frame_id == self.frame_id:
+            raise ValueError(f"{o}.table_frame_id must be a non-empty string other than frame_id, got {self.table_frame_id!r}")
+        _finite(o, "camera_distance", self.camera_distance, 0.0, 100.0)
+        _finite(o, "camera_elevation_deg", self.camera_elevation_deg, 1.0, 90.0)
+        _finite(o, "camera_azimuth_deg", self.camera_azimuth_deg, -360.0, 360.0)
+        if self.look not in ("canonical", "randomized"):
+            raise ValueError(f"{o}.look must be 'canonical' or 'randomized', got {self.look!r}")
+        if not isinstance(self.publish_depth, bool):
+            raise ValueError(f"{o}.publish_depth must be a bool, got {self.publish_depth!r}")
         self._check_camera(o)
+        try:
+            self.sim_camera_config()
+        except ValueError as e:
+            raise ValueError(f"{o}: {e}") from None
+
+    def sim_camera_config(self) -> CameraConfig:
+        """The simulated camera: ``camera_*`` as given, or placed by distance/elevation/azimuth."""
+        if self.camera_distance == 0.0:
+            return self.camera_config(self.image_width, self.image_height)
+        return CameraConfig.oblique(int(self.image_width), int(self.image_height), elevation_deg=float(self.camera_elevation_deg),
+                                    distance=float(self.camera_distance), azimuth_deg=float(self.camera_azimuth_deg),
+                                    fov_deg=float(self.camera_fov_deg), target=tuple(float(v) for v in self.camera_target))
 
 
 NODE_CONFIGS = {

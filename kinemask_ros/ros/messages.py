@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
 
 from kinemask_ros import ros_convert
@@ -95,6 +95,35 @@ def stroke_to_msg(s: PushStroke | None) -> PushStrokeMsg:
     return PushStrokeMsg(x=float(s.x), y=float(s.y), theta=float(s.theta), length=float(s.length), speed=float(s.speed))
 
 
+def goal_yaw_from_fields(use_goal_yaw: bool, goal_yaw: float) -> float | None:
+    """The goal's yaw [rad] when the request asks for one (``ValueError`` for NaN/inf), else None."""
+    if not use_goal_yaw:
+        return None
+    why = ros_convert.finite_or_reason(goal_yaw=goal_yaw)
+    if why:
+        raise ValueError(f"goal {why}")
+    return float(goal_yaw)
+
+
+def goal_pose_from_msg(msg: PoseStamped) -> tuple[np.ndarray, float]:
+    """Table-frame goal ``(x, y)`` and yaw [rad] of a ``PoseStamped`` (``ValueError`` for another frame,
+    NaN/inf, or an orientation that is not a rotation about the table's z axis)."""
+    if msg.header.frame_id not in GOAL_FRAMES:
+        raise ValueError(f"goal frame_id {msg.header.frame_id!r} is not supported: give the goal in the 'table' frame (or '')")
+    p, q = msg.pose.position, msg.pose.orientation
+    why = ros_convert.finite_or_reason(x=p.x, y=p.y, qx=q.x, qy=q.y, qz=q.z, qw=q.w)
+    if why:
+        raise ValueError(f"goal {why}")
+    n = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    if n < 1e-9:
+        raise ValueError("goal orientation is the zero quaternion: send a unit quaternion (w=1 for yaw 0)")
+    qx, qy, qz, qw = q.x / n, q.y / n, q.z / n, q.w / n
+    tilt = 2.0 * math.degrees(math.asin(min(1.0, math.hypot(qx, qy))))
+    if tilt > 5.0:
+        raise ValueError(f"goal orientation is tilted {tilt:.1f} deg out of the table plane: objects on a table only turn about z")
+    return np.array([p.x, p.y], float), math.atan2(2.0 * (qw * qz + qx * qy), 1.0 - 2.0 * (qy * qy + qz * qz))
+
+
 def goal_xy_from_msg(msg: PointStamped) -> np.ndarray:
     """Table-frame goal of a ``PointStamped`` (``ValueError`` for NaN/inf or another frame)."""
     if msg.header.frame_id not in GOAL_FRAMES:
@@ -117,8 +146,9 @@ def scored_candidate(stroke: PushStroke | PushStrokeMsg | None, target_id: int, 
 
 def rollout_msg(header, candidate_index: int, frames: np.ndarray | None, masks: np.ndarray | None, tracks: np.ndarray,
                 areas: np.ndarray, frame_dt_s: float, labels: dict[int, str] | None = None, id_map: dict[int, int] | None = None,
-                text: str = "", sample_index: int = 0) -> PredictedRollout:
-    """``PredictedRollout`` from frames ``(Tv, H, W, 3)``, id masks ``(Tv, H, W)``, tracks ``(K, Tv, 2)``, areas ``(K, Tv)``.
+                text: str = "", sample_index: int = 0, poses: np.ndarray | None = None) -> PredictedRollout:
+    """``PredictedRollout`` from frames ``(Tv, H, W, 3)``, id masks ``(Tv, H, W)``, tracks ``(K, Tv, 2)``, areas ``(K, Tv)``
+    and, from an object model, table-frame poses ``(K, Tv, 3)`` ``(x, y, yaw)`` [m, rad].
 
     ``id_map`` maps model slots back to the ids of the published instance mask (slot -> id);
     masks are relabelled with it too.
@@ -139,7 +169,10 @@ def rollout_msg(header, candidate_index: int, frames: np.ndarray | None, masks: 
         if not np.isfinite(tracks[k, 0]).all():
             continue
         oid = id_map.get(k + 1, k + 1)
-        r.tracks.append(ObjectTrack(object_id=int(oid), label=(labels or {}).get(oid, ""),
-                                    u=[float(v) for v in tracks[k, :, 0]], v=[float(v) for v in tracks[k, :, 1]],
-                                    area=[float(a) for a in areas[k]]))
+        tr = ObjectTrack(object_id=int(oid), label=(labels or {}).get(oid, ""),
+                         u=[float(v) for v in tracks[k, :, 0]], v=[float(v) for v in tracks[k, :, 1]],
+                         area=[float(a) for a in areas[k]])
+        if poses is not None and np.isfinite(poses[k]).all():
+            tr.x, tr.y, tr.yaw = ([float(v) for v in poses[k, :, j]] for j in range(3))
+        r.tracks.append(tr)
     return r

@@ -31,49 +31,34 @@ that ask late.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from collections import OrderedDict, deque
 from typing import Callable
 
 import numpy as np
-import torch
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from kinemask_ros.admission import Admission, Busy, Deadline
-from kinemask_ros.camera import CameraModel
-from kinemask_ros.contact import ContactModelConfig
-from kinemask_ros.imagination import object_ids, rollout_frames
-from kinemask_ros.planning import PlannerConfig, PushPlanner, make_dynamics, planning_size, slot_limit
-from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
+from kinemask_ros.decision import DecisionRequest, PlanCancelled, decide
+from kinemask_ros.perception import perceive
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
-from kinemask_ros.ros.config import PLANNER_METHODS, PlannerNodeConfig
-from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_xy_from_msg, ids_from_msg, image_is_empty, rgb_from_msg,
-                                       rollout_msg, scored_candidate, stroke_to_msg)
+from kinemask_ros.ros.config import PlannerNodeConfig
+from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_pose_from_msg, goal_xy_from_msg, goal_yaw_from_fields,
+                                       ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg, scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
-from kinemask_ros.object_scene import fit_to_slots
-from kinemask_ros.ros_convert import resize_ids, resize_rgb
-from kinemask_ros.scoring import score_tracks
 from kinemask_ros_interfaces.action import PlanPush
 from kinemask_ros_interfaces.msg import DetectedObjects, ScoredCandidate, ScoredCandidateArray
 from kinemask_ros_interfaces.msg import PushStroke as PushStrokeMsg
 from kinemask_ros_interfaces.msg import PredictedRollout
 
 _KEEP_FRAMES = 64
-MAX_ITERATIONS = 1000
-#: values of PlanPush.Feedback.stage (the .action comment lists them; tests/test_ros_docs.py checks)
-FEEDBACK_STAGES = ("imagining", "done")
 #: seconds a finished goal's result stays available to a client that asks for it late
 RESULT_TIMEOUT_S = 300
-
-
-class PlanCancelled(Exception):
-    """Raised inside planning when the PlanPush goal was cancelled (or the node shuts down)."""
 
 
 def _key(header) -> tuple[int, int]:
@@ -128,7 +113,7 @@ class PlannerNode(Node):
         self._objects: OrderedDict = OrderedDict()
         self._latest: Frame | None = None
         self._frame_seq = 0
-        self._goal: tuple[np.ndarray, float] | None = None
+        self._goal: tuple[np.ndarray, float | None, float] | None = None  # (xy [m], yaw [rad] or None, stamp [s])
         self._goal_seq = 0
         self._stop = threading.Event()
         self._jobs: deque = deque()  # rollout rendering, done by the worker after the ranking is out
@@ -141,6 +126,7 @@ class PlannerNode(Node):
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(PointStamped, "goal", self._on_goal, LATCHED_QOS, callback_group=inputs)
+        self.create_subscription(PoseStamped, "goal_pose", self._on_goal_pose, LATCHED_QOS, callback_group=inputs)
         rq = REQUEST_QOS
         self._action = ActionServer(self, PlanPush, "plan_push", execute_callback=self._execute,
                                     goal_callback=lambda g: GoalResponse.ACCEPT, cancel_callback=lambda g: CancelResponse.ACCEPT,
@@ -200,11 +186,22 @@ class PlannerNode(Node):
         except ValueError as e:
             warn_throttled(self, self._throttle, "goal", f"dropping goal: {e}")
             return
+        self._set_goal(xy, None, msg.header)
+
+    def _on_goal_pose(self, msg: PoseStamped) -> None:
+        try:
+            xy, yaw = goal_pose_from_msg(msg)
+        except ValueError as e:
+            warn_throttled(self, self._throttle, "goal", f"dropping goal_pose: {e}")
+            return
+        self._set_goal(xy, yaw, msg.header)
+
+    def _set_goal(self, xy: np.ndarray, yaw: float | None, header) -> None:
         with self._cv:
-            self._goal = (xy, _stamp_s(msg.header))
+            self._goal = (xy, yaw, _stamp_s(header))
             self._goal_seq += 1
             self._cv.notify_all()
-        self.get_logger().info(f"goal ({xy[0]:.3f}, {xy[1]:.3f}) m")
+        self.get_logger().info(f"goal ({xy[0]:.3f}, {xy[1]:.3f}) m" + ("" if yaw is None else f", yaw {yaw:.3f} rad"))
 
     # ------------------------------------------------------------------ topic-driven planning
     def _work(self) -> None:
@@ -227,7 +224,7 @@ class PlannerNode(Node):
                     if self._stop.is_set() or self._jobs or self._goal_seq == seen_goal:
                         continue
                     seen_goal = self._goal_seq
-                    goal_t = self._goal[1]
+                    goal_t = self._goal[2]
                     deadline = time.monotonic() + cfg.goal_frame_timeout_s
                     self._cv.wait_for(lambda: self._stop.is_set() or (self._latest is not None and _stamp_s(self._latest.image.header) >= goal_t),
                                       timeout=max(0.0, deadline - time.monotonic()))
@@ -240,14 +237,14 @@ class PlannerNode(Node):
                 continue
             try:
                 with self.admission.admit(internal=True):
-                    d = self.decide(frame, goal[0], target_id=int(frame.objects.target_id), cancelled=self._stop.is_set)
+                    d = self.decide(frame, goal[0], target_id=int(frame.objects.target_id), cancelled=self._stop.is_set, goal_yaw=goal[1])
             except PlanCancelled:
                 return
             except ValueError as e:
                 warn_throttled(self, self._throttle, "plan", f"planning failed: {e}")
                 continue
             except Exception as e:  # pragma: no cover - keep the worker alive
-                self.get_logger().error(f"planning crashed: {type(e).__name__}: {e}")
+                warn_throttled(self, self._throttle, "crash", f"planning crashed: {type(e).__name__}: {e}")
                 continue
             self._publish(d)
 
@@ -300,17 +297,9 @@ class PlannerNode(Node):
 
         try:
             goal_xy = goal_xy_from_msg(g.goal)
-            method = g.planner or cfg.method
-            if method not in PLANNER_METHODS:
-                return fail(f"unknown planner {g.planner!r}; known: {list(PLANNER_METHODS)}")
-            nc = int(g.num_candidates) or cfg.num_candidates
-            if nc > cfg.max_candidates:
-                return fail(f"num_candidates={nc} exceeds max_candidates={cfg.max_candidates} (parameter max_candidates)")
-            if nc < 2 and method != "random":
-                return fail(f"num_candidates={nc} is too few for {method} (it needs >= 2 per iteration); use planner='random' for one candidate")
-            iters = int(g.iterations) or cfg.iterations
-            if iters > MAX_ITERATIONS:
-                return fail(f"iterations={iters} exceeds {MAX_ITERATIONS}")
+            goal_yaw = goal_yaw_from_fields(g.use_goal_yaw, g.goal_yaw)
+            method, nc, iters = DecisionRequest(goal_xy=tuple(goal_xy), method=g.planner, num_candidates=int(g.num_candidates),
+                                                iterations=int(g.iterations)).resolve(cfg.decision_config())
             if image_is_empty(g.image):
                 if not image_is_empty(g.instance_mask):
                     return fail("the goal carries an instance_mask but no image: send both, or neither (the server's latest segmented frame)")
@@ -332,7 +321,7 @@ class PlannerNode(Node):
 
         try:
             with self.admission.admit(deadline):
-                d = self.decide(frame, goal_xy, int(g.target_id), method, nc, iters, cancelled, feedback, deadline)
+                d = self.decide(frame, goal_xy, int(g.target_id), method, nc, iters, cancelled, feedback, deadline, goal_yaw)
         except Busy as e:
             return fail(str(e))
         except PlanCancelled as e:
@@ -357,124 +346,57 @@ class PlannerNode(Node):
     # ------------------------------------------------------------------ core
     def decide(self, frame: Frame, goal_xy: np.ndarray, target_id: int = 0, method: str | None = None,
                num_candidates: int | None = None, iterations: int | None = None, cancelled=None, feedback=None,
-               deadline: Deadline | None = None) -> Decision:
-        """Plan on one frame. ``target_id`` 0 = the object nearest the goal. ``ValueError`` for bad input.
+               deadline: Deadline | None = None, goal_yaw: float | None = None) -> Decision:
+        """Plan on one frame (messages -> :func:`kinemask_ros.decision.decide` -> messages).
 
-        ``deadline``: planning stops before the next iteration once it expires (best ranking so far).
+        ``target_id`` 0 = the object nearest the goal; ``goal_yaw`` [rad] or None. ``ValueError``
+        for bad input; planning stops before the next iteration once ``deadline`` expires.
         """
         cfg = self.config
         pipe = self.pipeline
-        wc = pipe.config
         t_in = time.time()
         header = frame.image.header
         rgb = rgb_from_msg(frame.image)
-        labels: dict[int, str] = {}
+        ids, labels = None, None
         if frame.objects is not None:
             ids = ids_from_msg(frame.objects.instance_mask)
             labels = {int(o.object_id): o.label for o in frame.objects.objects}
         elif frame.mask is not None:
             ids = frame.mask
-        else:  # segment at model resolution (never the full camera frame)
-            from kinemask_ros.segmentation.classical import ClassicalSegmenter
-
-            rgb = resize_rgb(rgb, wc.height, wc.width)
-            seg = ClassicalSegmenter().segment(rgb)
-            ids = seg.instance_ids
-            labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
-        if ids.shape != rgb.shape[:2]:
-            raise ValueError(f"instance mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]} (width x height)")
-        ph, pw = planning_size(pipe, ids.shape)
-        rgb = resize_rgb(rgb, ph, pw)
-        ids = resize_ids(ids, ph, pw)
-        present = object_ids(ids)
-        if not present:
-            raise ValueError("no object in the segmented image")
-        cam = CameraModel(cfg.camera_config(pw, ph))
-        contact_cfg = ContactModelConfig(pusher_radius=cfg.pusher_radius, friction_coefficient=cfg.friction_coefficient,
-                                         object_height=cfg.object_height, frame_dt=cfg.frame_dt_s, num_frames=wc.num_frames)
-        method = method or cfg.method
-        nc = num_candidates or cfg.num_candidates
-        iters = iterations or cfg.iterations
-        pc = PlannerConfig(method=method, num_samples=cfg.num_samples, num_inference_steps=cfg.num_inference_steps,
-                           max_candidates=cfg.max_candidates, seed=int(self._rng.integers(2**31)),
-                           cem=CEMConfig(num_samples=max(nc, 2), iterations=iters, num_elites=min(10, max(nc, 2))),
-                           mppi=MPPIConfig(num_samples=max(nc, 2), iterations=iters), random=RandomShootingConfig(num_samples=nc),
-                           contact=contact_cfg, score=cfg.score_config())
-        planner = PushPlanner(cam, pc, pipe)
-        goal = planner.goal_from_table(goal_xy)  # ValueError when outside the image
-        if target_id == 0:
-            cents = {o: np.argwhere(ids == o)[:, ::-1].mean(0) + 0.5 for o in present}
-            target_id = min(present, key=lambda o: float(np.linalg.norm(cents[o] - goal.point_px)))
-        elif target_id not in present:
-            raise ValueError(f"target id {target_id} is not in the segmented image (ids present: {present})")
-        fit = fit_to_slots(ids, slot_limit(pipe), cam, target_id, pusher_radius=cfg.pusher_radius, object_height=cfg.object_height)
-        slots, id_map = fit.slots, fit.id_map
-        slot_target = fit.slot_of(target_id)
-        total_it = 1 if method == "random" else iters
-        gen = torch.Generator().manual_seed(int(self._rng.integers(2**31)))
-        base = make_dynamics(pipe, planner.contact, rgb, slots, cfg.num_samples, cfg.num_inference_steps, gen)
-        mpp = 1.0 / cam.pixels_per_metre(cfg.object_height / 2)
-        progress = {"it": 0, "done": 0, "best": math.inf}
-
-        def dynamics(strokes):
-            if cancelled is not None and cancelled():
-                raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
-            im = base(strokes)
-            progress["it"] += 1
-            progress["done"] += len(strokes) * cfg.num_samples
-            if feedback is not None:
-                try:
-                    sc = score_tracks(im.tracks, slot_target, goal, mpp, (ph, pw), np.array([s.length for s in strokes]),
-                                      pc.score, im.present)
-                    if sc.valid.any():
-                        progress["best"] = min(progress["best"], float(sc.total[sc.valid].min()))
-                except ValueError:
-                    pass
-                feedback(progress["it"], total_it, progress["done"], progress["best"], FEEDBACK_STAGES[0])
-            return im
-
-        stop = (lambda: deadline.expired) if deadline is not None else None
-        out = planner.plan(rgb, slots, slot_target, goal, dynamics=dynamics, stop=stop)
-        if cancelled is not None and cancelled():
-            raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
-        # rollouts with frames for the best k: rendered after the ranking is published
+        seen = perceive(pipe, rgb, cfg.camera_config(rgb.shape[1], rgb.shape[0]), ids, labels, object_height=cfg.object_height)
+        dc = cfg.decision_config()
+        req = DecisionRequest(goal_xy=tuple(float(v) for v in goal_xy), goal_yaw=goal_yaw, target_id=int(target_id), method=method or "",
+                              num_candidates=int(num_candidates or 0), iterations=int(iterations or 0))
+        d = decide(pipe, seen, req, dc, self._rng, cancelled, feedback, deadline)
+        out = d.plan
         order = [int(i) for i in out.order]
-        top = out.top(cfg.rollout_top_k) if cfg.rollout_top_k else []
         rank_of = {i: r for r, i in enumerate(order)}
-        rollout_idx = {i: j for j, i in enumerate(top)}
+        rollout_idx = {i: j for j, i in enumerate(d.top)}
+        name = checkpoint_name(cfg.checkpoint)
 
         def render() -> list[PredictedRollout]:
-            rf = rollout_frames(pipe, planner.contact, rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
-                                cfg.video_inference_steps, gen)
-            dt = cfg.frame_dt_s * wc.video_frame_stride
-            return [rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, labels, id_map,
-                                f"candidate {rank_of[i]} imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})")
-                    for j, i in enumerate(top)]
+            rf = d.render()
+            dt = cfg.frame_dt_s * pipe.config.video_frame_stride
+            return [rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, seen.labels, d.fit.id_map,
+                                f"candidate {rank_of[i]} imagined by {name} ({rf.source})",
+                                poses=None if rf.poses is None else rf.poses[j])
+                    for j, i in enumerate(d.top)]
 
-        weights = {k: float(pc.score.weights.get(k, 0.0)) for k in out.scores.terms}
-        arr = ScoredCandidateArray(planner=method, world_model=checkpoint_name(cfg.checkpoint), iterations=int(out.iterations),
-                                   num_rollouts=int(len(out.strokes) * cfg.num_samples), left_out_ids=[int(o) for o in fit.left_out],
-                                   warning=fit.warning())
+        weights = {k: float(dc.score.weights.get(k, 0.0)) for k in out.scores.terms}
+        arr = ScoredCandidateArray(planner=out.planner, world_model=name, iterations=int(out.iterations),
+                                   num_rollouts=int(len(out.strokes) * dc.num_samples), left_out_ids=[int(o) for o in d.left_out],
+                                   warning=d.fit.warning())
         arr.header.stamp = header.stamp
         arr.header.frame_id = "table"
         for i in order:
-            arr.candidates.append(scored_candidate(out.strokes[i], id_map.get(int(out.imagined.target_ids[i]), 0), float(out.scores.total[i]),
+            arr.candidates.append(scored_candidate(out.strokes[i], d.frame_id(out.imagined.target_ids[i]), float(out.scores.total[i]),
                                                    {k: v[i] for k, v in out.scores.terms.items()}, weights, bool(out.scores.valid[i]),
                                                    out.scores.reasons[i], rollout_idx.get(i, ScoredCandidate.NO_ROLLOUT)))
         stamp = _stamp_s(header)
         now = time.time()
         arr.decision_latency_s = float(now - stamp) if 0 < now - stamp < 3600 else float(now - t_in)
         best = stroke_to_msg(out.best_stroke) if out.valid else None
-        msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid
-               else (out.message or "no valid candidate"))
-        if fit.left_out:
-            msg += f"; {len(fit.left_out)} objects got no slot (left_out_ids)" + (f": {fit.warning()}" if fit.warning() else "")
-        if out.iterations < total_it:
-            msg += (f"; the time budget of {deadline.budget_s:g} s ran out after {out.iterations} of {total_it} iterations "
-                    f"(parameter time_budget_s)")
-        if feedback is not None:
-            feedback(progress["it"], total_it, progress["done"], progress["best"], FEEDBACK_STAGES[1])
-        return Decision(arr, best, msg, render if top else None)
+        return Decision(arr, best, d.message, render if d.render is not None else None)
 
 
 def main(args=None) -> int:

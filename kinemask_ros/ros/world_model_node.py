@@ -36,14 +36,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
-from kinemask_ros.imagination import imagine_candidates, object_ids, rollout_frames, stroke_or_reason
+from kinemask_ros.imagination import imagine_candidates, rollout_frames, stroke_or_reason
 from kinemask_ros.ros.common import REQUEST_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import WorldModelNodeConfig
-from kinemask_ros.ros.messages import (check_image_size, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
+from kinemask_ros.ros.messages import (check_image_size, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
 from kinemask_ros.object_scene import fit_to_slots
-from kinemask_ros.planning import planning_size, slot_limit
-from kinemask_ros.ros_convert import finite_or_reason, resize_ids, resize_rgb
+from kinemask_ros.perception import perceive
+from kinemask_ros.planning import slot_limit
+from kinemask_ros.ros_convert import finite_or_reason
 from kinemask_ros_interfaces.msg import ScoredCandidate
 from kinemask_ros_interfaces.srv import ImagineOutcomes
 
@@ -68,35 +69,28 @@ class RequestError(ValueError):
     """A request rejected as a whole (becomes success=False, message=str(e))."""
 
 
-def load_frame(image_msg, mask_msg, height: int, width: int, segmenter=None):
-    """Request image (+ optional mask) -> ``(rgb (H, W, 3), ids (H, W), labels)`` at model resolution.
+def load_frame(pipeline, image_msg, mask_msg, camera, object_height: float = 0.03):
+    """Request image (+ optional mask) -> :class:`~kinemask_ros.perception.PerceivedFrame` at the planning size.
 
-    An empty mask (width 0) is segmented here with the classical segmenter, on the image already
-    downscaled to the model's resolution (segmenting a 4096x4096 frame first took 28 s). The image
-    size limit is checked on the header before this (``WorldModelNode._check``).
+    An empty mask (width 0) is segmented by the front end on the image already downscaled to the
+    planning size (segmenting a 4096x4096 frame first took 28 s). The image size limit is checked
+    on the header before this (``WorldModelNode._check``). ``camera(width, height)`` gives the
+    camera geometry of the image.
     """
     try:
         rgb = rgb_from_msg(image_msg)
     except ValueError as e:
         raise RequestError(f"image: {e}") from None
-    labels: dict[int, str] = {}
-    if image_is_empty(mask_msg):
-        if segmenter is None:
-            from kinemask_ros.segmentation.classical import ClassicalSegmenter
-
-            segmenter = ClassicalSegmenter()
-        rgb = resize_rgb(rgb, height, width)
-        seg = segmenter.segment(rgb)
-        ids = seg.instance_ids
-        labels = {int(o): (lab or "") for o, lab in zip(seg.object_ids, seg.labels)}
-    else:
+    ids = None
+    if not image_is_empty(mask_msg):
         try:
             ids = ids_from_msg(mask_msg)
         except ValueError as e:
             raise RequestError(f"instance_mask: {e}") from None
-        if ids.shape != rgb.shape[:2]:
-            raise RequestError(f"instance_mask is {ids.shape[1]}x{ids.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]} (width x height)")
-    return resize_rgb(rgb, height, width), resize_ids(ids, height, width), labels
+    try:
+        return perceive(pipeline, rgb, camera(rgb.shape[1], rgb.shape[0]), ids, object_height=object_height)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
 
 
 class WorldModelNode(LifecycleNode):
@@ -253,16 +247,18 @@ class WorldModelNode(LifecycleNode):
             if pipe is None:
                 raise RequestError("the world model is not loaded")
             wc = pipe.config
-            h, w = planning_size(pipe, (int(req.image.height), int(req.image.width)))
-            rgb, ids, labels = load_frame(req.image, req.instance_mask, h, w)
-            if (h, w) != (wc.height, wc.width):  # object model: measure the scene at the frame's resolution
-                contact = ContactModel(CameraModel(cfg.camera_config(w, h)), contact.config)
-            present = object_ids(ids)
+            seen = load_frame(pipe, req.image, req.instance_mask, cfg.camera_config, cfg.object_height)
+            rgb, ids, labels = seen.rgb, seen.ids, seen.labels
+            if seen.shape != (wc.height, wc.width):  # object model: measure the scene at the frame's resolution
+                contact = ContactModel(seen.camera, contact.config)
+            present = seen.present
             target = int(req.target_id)
             if target and target not in present:
                 raise RequestError(f"target id {target} is not in the instance mask (ids present: {present})")
-            if not present:
-                raise RequestError("the instance mask holds no object: nothing to push")
+            try:
+                goal_yaw = goal_yaw_from_fields(req.use_goal_yaw, req.goal_yaw)
+            except ValueError as e:
+                raise RequestError(str(e)) from None
             strokes = [stroke_values(c) for c in req.candidates]
             bounds = cfg.push_bounds()
             region = [st for st in map(_stroke_or_none, strokes) if st is not None and not bounds.violation(st)]
@@ -276,19 +272,20 @@ class WorldModelNode(LifecycleNode):
             try:
                 imag = imagine_candidates(pipe, contact, rgb, slots, strokes,
                                           (req.goal.x, req.goal.y), slot_target, S, cfg.num_inference_steps, cfg.score_config(), gen,
-                                          bounds=bounds, bounds_params=cfg.BOUNDS_PARAMS, deadline=deadline)
+                                          bounds=bounds, bounds_params=cfg.BOUNDS_PARAMS, deadline=deadline, goal_yaw=goal_yaw)
             except ValueError as e:
                 raise RequestError(str(e)) from None
             rollout_index = np.full(n, ScoredCandidate.NO_ROLLOUT, np.int64)
             if req.return_frames and cfg.max_rollouts and len(imag.order) and not deadline.expired:
                 top = [int(i) for i in imag.order[: cfg.max_rollouts]]
                 rf = rollout_frames(pipe, contact, rgb, slots, [imag.strokes[i] for i in top], imag.tracks[top, 0],
-                                    cfg.video_inference_steps, gen)
+                                    cfg.video_inference_steps, gen, poses=None if imag.poses is None else imag.poses[top, 0])
                 dt = cfg.frame_dt_s * wc.video_frame_stride
                 for j, i in enumerate(top):
                     rollout_index[i] = j
                     resp.rollouts.append(rollout_msg(req.image.header, i, rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt,
-                                                     labels, id_map, req.text or f"imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})"))
+                                                     labels, id_map, req.text or f"imagined by {checkpoint_name(cfg.checkpoint)} ({rf.source})",
+                                                     poses=None if rf.poses is None else rf.poses[j]))
         for i in range(n):
             resp.candidates.append(scored_candidate(imag.strokes[i] or req.candidates[i], back.get(int(imag.contact_ids[i]), 0), imag.total[i],
                                                     {k: v[i] for k, v in imag.terms.items()}, imag.weights, bool(imag.valid[i]),

@@ -1,0 +1,190 @@
+"""Previews moved along SE(2) tracks (kinemask_ros.preview), the perception front end and the decision core."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kinemask_ros.camera import CameraConfig, CameraModel
+from kinemask_ros.preview import CameraMapping, draw_path, fill_background, warp_se2
+from kinemask_ros.push import PushStroke
+
+CAM = CameraModel(CameraConfig(width=128, height=128))
+MAP = CameraMapping.from_camera(CAM)
+
+
+def _box_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 0.08 x 0.02 m box (id 1) at the table centre on a striped table; its pose (x, y, yaw)."""
+    img = np.zeros((128, 128, 3), np.uint8)
+    img[..., 0] = 120 + 40 * ((np.arange(128) // 4) % 2)[None, :]  # vertical stripes: a texture
+    img[..., 1], img[..., 2] = 90, 60
+    vv, uu = np.mgrid[0:128, 0:128]
+    xy = CAM.unproject_table(np.stack([uu.ravel() + 0.5, vv.ravel() + 0.5], 1).astype(float), 0.015).reshape(128, 128, 2)
+    box = (np.abs(xy[..., 0]) < 0.04) & (np.abs(xy[..., 1]) < 0.01)
+    ids = box.astype(np.uint8)
+    img[box] = (200, 30, 30)
+    return img, ids, np.array([0.0, 0.0, 0.0])
+
+
+def _moments(mask: np.ndarray) -> np.ndarray:
+    r, c = np.nonzero(mask)
+    return np.cov(np.stack([c, r]).astype(float))
+
+
+def test_identity_poses_reproduce_the_image():
+    img, ids, p0 = _box_scene()
+    poses = np.repeat(p0[None, None, None], 3, 2)  # (1, 1, 3, 3)
+    frames, masks = warp_se2(img, ids, poses, MAP)
+    assert frames.shape == (1, 3, 128, 128, 3) and masks.shape == (1, 3, 128, 128)
+    assert np.array_equal(frames[0, 0], img) and np.array_equal(masks[0, 2], ids)
+
+
+def test_translation_and_rotation_move_the_objects_pixels_rigidly():
+    img, ids, p0 = _box_scene()
+    poses = np.stack([p0, p0 + [0.05, 0.0, 0.0], p0 + [0.0, 0.0, math.pi / 2]])[None, None]  # (1, 1, 3, 3)
+    frames, masks = warp_se2(img, ids, poses, MAP)
+    # translation by 5 cm = 5 cm of pixels, in the camera's direction of +x
+    shift = CAM.project_table(np.array([[0.05, 0.0]]), 0.015)[0] - CAM.project_table(np.array([[0.0, 0.0]]), 0.015)[0]
+    c0 = np.argwhere(ids == 1)[:, ::-1].mean(0)
+    c1 = np.argwhere(masks[0, 1] == 1)[:, ::-1].mean(0)
+    assert np.allclose(c1 - c0, shift, atol=0.6)
+    assert abs(int((masks[0, 1] == 1).sum()) - int(ids.sum())) <= 0.03 * ids.sum()
+    # a quarter turn swaps the footprint's long and short axes, area kept, centre kept
+    m0, m2 = _moments(ids == 1), _moments(masks[0, 2] == 1)
+    assert m0[0, 0] > 5 * m0[1, 1] and m2[1, 1] > 5 * m2[0, 0]
+    assert abs(int((masks[0, 2] == 1).sum()) - int(ids.sum())) <= 0.05 * ids.sum()
+    assert np.allclose(np.argwhere(masks[0, 2] == 1)[:, ::-1].mean(0), c0, atol=0.6)
+    # the object's own colour moves with it; the uncovered table takes the table's texture, not a flat colour
+    assert np.all(frames[0, 1][masks[0, 1] == 1] == (200, 30, 30))
+    uncovered = (ids == 1) & (masks[0, 1] == 0)
+    assert uncovered.sum() > 50
+    assert len(np.unique(frames[0, 1][uncovered][:, 0])) >= 2  # stripes continue under the old footprint
+    assert not np.any(np.all(frames[0, 1][uncovered] == (200, 30, 30), -1))
+
+
+def test_non_finite_poses_leave_an_object_in_place_and_other_ids_stay():
+    img, ids, p0 = _box_scene()
+    ids = ids.copy()
+    ids[0:4, 0:4] = 255  # the pusher: no track, stays where it is
+    poses = np.stack([p0, np.full(3, np.nan)])[None, None]
+    frames, masks = warp_se2(img, ids, poses, MAP)
+    assert np.array_equal(masks[0, 1], ids) and np.array_equal(frames[0, 1], img)
+
+
+def test_fill_background_takes_the_nearest_table_pixel():
+    img = np.zeros((4, 6, 3), np.uint8)
+    img[:, :3], img[:, 3:] = 10, 200
+    hole = np.zeros((4, 6), bool)
+    hole[1:3, 2:4] = True
+    out = fill_background(img, hole)
+    assert np.all(out[1:3, 2] == 10) and np.all(out[1:3, 3] == 200)
+
+
+def test_draw_path_and_bad_input():
+    img, ids, p0 = _box_scene()
+    frames = np.repeat(img[None], 2, 0)
+    draw_path(frames, PushStroke(-0.15, 0.05, 0.0, 0.1, 0.3), MAP)
+    white = np.all(frames == 255, -1)
+    assert white[0].sum() > 20 and np.array_equal(white[0], white[1])
+    with pytest.raises(ValueError, match="same size"):
+        warp_se2(img, ids[:10], np.zeros((1, 1, 2, 3)), MAP)
+    with pytest.raises(ValueError, match=r"\(n, K, Tv, 3\)"):
+        warp_se2(img, ids, np.zeros((1, 2, 3)), MAP)
+    with pytest.raises(ValueError, match="camera mapping"):
+        warp_se2(img[:64, :64], ids[:64, :64], np.zeros((1, 1, 2, 3)), MAP)
+
+
+# ----------------------------------------------------------------------------- front end and decision core
+def _object_pipeline(tmp_path):
+    from ros_utils import make_tiny_checkpoint
+
+    from kinemask_ros.world_model.objects import ObjectTrackDenoiser, ObjectWorldModel
+    from kinemask_ros.world_model.pipeline import KineMaskPipeline
+
+    root = make_tiny_checkpoint(tmp_path / "wm")
+    ObjectWorldModel(ObjectTrackDenoiser(num_frames=16, dim=32, layers=1, heads=2)).save_pretrained(root / "objects")
+    return KineMaskPipeline.from_pretrained(root)
+
+
+def _scene(n: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` 6x6 px objects on a 64x64 image (more than 8: the old K)."""
+    ids = np.zeros((64, 64), np.uint8)
+    img = np.full((64, 64, 3), 180, np.uint8)
+    for i in range(n):
+        r, c = 6 + 18 * (i // 3), 6 + 18 * (i % 3)
+        ids[r:r + 6, c:c + 6] = i + 1
+        img[r:r + 6, c:c + 6] = (200, 40, 40)
+    return img, ids
+
+
+def test_perceive_resizes_checks_and_selects_the_target(tmp_path):
+    from kinemask_ros.perception import perceive
+
+    pipe = _object_pipeline(tmp_path)
+    img, ids = _scene()
+    frame = perceive(pipe, img, CameraConfig(), ids, {1: "red"})
+    assert frame.shape == (64, 64) and frame.present == list(range(1, 10)) and frame.labels[1] == "red"
+    assert (frame.camera.width, frame.camera.height) == (64, 64)
+    c = frame.centroids_table()
+    assert frame.select_target(0, goal_xy=c[5] + 0.001) == 5 and frame.select_target(7) == 7
+    with pytest.raises(ValueError, match="not in the segmented image"):
+        frame.select_target(12)
+    with pytest.raises(ValueError, match="width x height"):
+        perceive(pipe, img, CameraConfig(), ids[:32])
+    with pytest.raises(ValueError, match="no object"):
+        perceive(pipe, img, CameraConfig(), np.zeros_like(ids))
+
+
+def test_decide_ranks_reports_slots_and_renders_se2_previews(tmp_path):
+    from kinemask_ros.decision import DecisionConfig, DecisionRequest, PlanCancelled, decide
+    from kinemask_ros.perception import perceive
+
+    pipe = _object_pipeline(tmp_path)
+    img, ids = _scene()
+    frame = perceive(pipe, img, CameraConfig(), ids)
+    cfg = DecisionConfig(num_candidates=8, iterations=2, rollout_top_k=2)
+    seen = []
+    d = decide(pipe, frame, DecisionRequest(goal_xy=(0.0, 0.05), goal_yaw=0.5, target_id=5), cfg, np.random.default_rng(0),
+               feedback=lambda *a: seen.append(a))
+    assert d.target_id == 5 and d.left_out == [] and d.plan.valid and d.planned_iterations == 2
+    assert [a[4] for a in seen] == ["imagining", "imagining", "done"]
+    assert np.isfinite(d.plan.scores.terms["goal_yaw"][d.plan.order[0]])  # the goal's yaw was scored
+    rf = d.render(draw_paths=True)
+    assert rf.source == "se2_warp" and rf.frames.shape[:2] == (2, len(rf.frame_indices)) and rf.poses.shape[:2] == (2, 9)
+    assert np.all(np.all(rf.frames[:, 0] == 255, -1).sum((1, 2)) > 0)  # the pusher path is drawn
+    plain = d.render()
+    assert np.array_equal(plain.frames[:, 0], np.repeat(frame.rgb[None], 2, 0))  # without paths frame 0 is the input image
+    with pytest.raises(ValueError, match="max_candidates"):
+        decide(pipe, frame, DecisionRequest(goal_xy=(0.0, 0.05), num_candidates=5000), cfg, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown planner"):
+        DecisionRequest(goal_xy=(0, 0), method="ga").resolve(cfg)
+    with pytest.raises(PlanCancelled):
+        decide(pipe, frame, DecisionRequest(goal_xy=(0.0, 0.05)), cfg, np.random.default_rng(0), cancelled=lambda: True)
+
+
+def test_rollout_message_carries_se2_pose_tracks():
+    pytest.importorskip("rclpy")
+    pytest.importorskip("kinemask_ros_interfaces")
+    from geometry_msgs.msg import PoseStamped
+
+    from kinemask_ros.ros.messages import goal_pose_from_msg, goal_yaw_from_fields, rollout_msg
+
+    tracks = np.zeros((2, 3, 2), np.float32)
+    poses = np.stack([np.stack([np.linspace(0, 0.1, 3), np.zeros(3), np.linspace(0, 1, 3)], -1), np.full((3, 3), np.nan)])
+    r = rollout_msg(None, 0, None, None, tracks, np.ones((2, 3)), 0.16, poses=poses)
+    assert list(r.tracks[0].x) == pytest.approx([0.0, 0.05, 0.1]) and list(r.tracks[0].yaw) == pytest.approx([0.0, 0.5, 1.0])
+    assert len(r.tracks[1].x) == 0  # no pose for that object: empty, never NaN
+    msg = PoseStamped()
+    msg.header.frame_id = "table"
+    msg.pose.position.x, msg.pose.position.y = 0.05, -0.02
+    msg.pose.orientation.z, msg.pose.orientation.w = math.sin(0.35), math.cos(0.35)
+    xy, yaw = goal_pose_from_msg(msg)
+    assert np.allclose(xy, (0.05, -0.02)) and yaw == pytest.approx(0.7)
+    msg.pose.orientation.x, msg.pose.orientation.z, msg.pose.orientation.w = 0.5, 0.0, math.sqrt(0.75)
+    with pytest.raises(ValueError, match="tilted"):
+        goal_pose_from_msg(msg)
+    assert goal_yaw_from_fields(False, math.nan) is None and goal_yaw_from_fields(True, 0.25) == 0.25
+    with pytest.raises(ValueError, match="goal_yaw is nan"):
+        goal_yaw_from_fields(True, math.nan)
