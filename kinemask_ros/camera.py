@@ -60,6 +60,36 @@ class CameraConfig:
         if np.linalg.norm(np.subtract(self.target, self.eye)) < 1e-6:
             raise ValueError("CameraConfig.eye and target must differ")
 
+    @classmethod
+    def oblique(cls, width: int = 640, height: int = 480, elevation_deg: float = 45.0, distance: float = 0.8,
+                azimuth_deg: float = -90.0, fov_deg: float = 42.0, target: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                near: float = 0.05, far: float = 4.0) -> "CameraConfig":
+        """A camera looking at ``target`` from ``distance`` [m] at ``elevation_deg`` above the table plane.
+
+        ``azimuth_deg`` is the direction from the target to the camera, measured in the table plane
+        from +x towards +y: the default -90 puts the camera on the -y side ("in front of the table",
+        like a robot looking forward), so the image keeps the canonical orientation (image right =
+        +x, image up = away from the camera). ``elevation_deg`` 90 is the straight top-down view
+        (then ``up`` = +y, the default camera's orientation). ``fov_deg`` is vertical; 42 deg is a
+        typical RGB-D colour camera (640x480 at 42 deg sees the 0.40 m table from 0.8 m at 45 deg).
+        ``near``/``far`` [m] bound what the renderer draws and the depth it can measure.
+
+        Example: ``CameraConfig.oblique(640, 480, elevation_deg=45, distance=0.8)``.
+        """
+        for name, v, lo, hi in (("elevation_deg", elevation_deg, 1.0, 90.0), ("distance", distance, 1e-3, 100.0),
+                                ("azimuth_deg", azimuth_deg, -360.0, 360.0)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"CameraConfig.oblique: {name} must be in [{lo:g}, {hi:g}], got {v!r}")
+        el, az = math.radians(elevation_deg), math.radians(azimuth_deg)
+        h = np.array([math.cos(az), math.sin(az), 0.0])  # horizontal direction target -> camera
+        t = np.asarray(target, dtype=float)
+        eye = t + distance * np.array([math.cos(el) * h[0], math.cos(el) * h[1], math.sin(el)])
+        up = -h  # horizontal, pointing away from the camera: "up" in the image for every elevation
+        if elevation_deg >= 90.0:
+            eye = t + np.array([0.0, 0.0, distance])
+        return cls(width=int(width), height=int(height), fov_deg=float(fov_deg), eye=tuple(float(v) for v in eye),
+                   target=tuple(float(v) for v in t), up=tuple(float(v) for v in up), near=float(near), far=float(far))
+
 
 @dataclass(frozen=True)
 class CameraModel:
@@ -90,6 +120,24 @@ class CameraModel:
     @property
     def width(self) -> int:
         return self.config.width
+
+    @property
+    def eye(self) -> np.ndarray:
+        """Camera centre in the world (= table) frame ``(3,)`` [m]."""
+        return -self.R.T @ self.t
+
+    @property
+    def D(self) -> np.ndarray:
+        """Distortion ``(5,)`` (plumb_bob k1, k2, p1, p2, k3): the simulated pinhole camera has none."""
+        return np.zeros(5)
+
+    @property
+    def T_cam_table(self) -> np.ndarray:
+        """``(4, 4)`` pose of the table (= world) frame in the OpenCV camera frame: ``p_cam = T @ [p_table, 1]``."""
+        T = np.eye(4)
+        T[:3, :3] = self.R
+        T[:3, 3] = self.t
+        return T
 
     @property
     def height(self) -> int:

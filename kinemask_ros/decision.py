@@ -28,6 +28,7 @@ from kinemask_ros.object_scene import SlotFit, fit_to_slots
 from kinemask_ros.perception import PerceivedFrame
 from kinemask_ros.planning import PLANNERS, PlannerConfig, PlanOutput, PushPlanner, make_dynamics, slot_limit
 from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
+from kinemask_ros.preview import draw_path, warp_se2
 from kinemask_ros.scoring import ScoreConfig, score_tracks
 
 #: most planner iterations one request may ask for
@@ -113,6 +114,8 @@ class Decision:
         message: human-readable summary (best cost, objects left out, time budget).
         render: ``render(draw_paths=False)`` makes the top ``rollout_top_k`` rollouts' frames (None when k = 0 or
             no valid candidate); ``draw_paths`` draws each pusher path (frame 0 is then no longer the input image).
+            With a calibrated camera (``frame.source``) and the object model the frames are in the user's
+            camera at its native resolution (:func:`camera_view`), else in the planning image.
         top: plan indices of those rollouts, best first.
     """
 
@@ -131,6 +134,31 @@ class Decision:
     def frame_id(self, slot: int) -> int:
         """The frame's id of a model slot (0 stays 0: a miss)."""
         return int(self.fit.id_map.get(int(slot), 0))
+
+
+def camera_view(frame: PerceivedFrame, fit: SlotFit, rf: RolloutFrames, strokes: list, draw_paths: bool = False) -> RolloutFrames:
+    """The rollouts of ``rf`` (model slots, canonical frame) drawn in the user's camera at its native
+    resolution: each object's own camera pixels moved rigidly along its SE(2) pose track, the
+    uncovered table filled in (:func:`kinemask_ros.preview.warp_se2`). Masks keep model slots
+    (``fit.id_map`` maps them to the frame's ids, as for canonical rollouts); tracks are in camera
+    pixels; objects without a slot stay where they are."""
+    src = frame.source
+    lut = {int(o): s for s, o in fit.id_map.items()}
+    slot_ids = np.zeros(src.ids.shape, np.uint8)
+    for o in np.unique(src.ids):
+        if int(o) in lut:
+            slot_ids[src.ids == o] = lut[int(o)]
+        elif o:
+            slot_ids[src.ids == o] = 255 if int(o) == 255 else 0  # the pusher stays; objects without a slot stay put
+    K = rf.poses.shape[1]
+    frames, masks = warp_se2(src.rgb, slot_ids, rf.poses, src.mapping, object_ids=list(range(1, K + 1)))
+    masks = masks.astype(np.uint8)
+    if draw_paths:
+        for b, st in enumerate(strokes):
+            draw_path(frames[b], st, src.mapping, width_px=max(1, round(src.rgb.shape[1] / 320)))
+    tracks = src.mapping.to_pixels(rf.poses[..., :2]).astype(np.float32)  # (n, K, Tv, 2)
+    areas = np.stack([(masks == k).sum((-1, -2)) for k in range(1, K + 1)], 1).astype(np.float32)
+    return RolloutFrames(frames, masks, tracks, areas, rf.frame_indices, rf.source + "_camera", rf.poses)
 
 
 def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: DecisionConfig, rng: np.random.Generator,
@@ -190,8 +218,11 @@ def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: De
 
     def render(draw_paths: bool = False) -> RolloutFrames:
         poses = out.imagined.poses[top, 0] if out.imagined.poses is not None else None
-        return rollout_frames(pipeline, planner.contact, frame.rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
-                              config.video_inference_steps, gen, poses=poses, draw_paths=draw_paths)
+        rf = rollout_frames(pipeline, planner.contact, frame.rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
+                            config.video_inference_steps, gen, poses=poses, draw_paths=draw_paths)
+        if frame.source is not None and rf.poses is not None:
+            rf = camera_view(frame, fit, rf, [out.strokes[i] for i in top], draw_paths)
+        return rf
 
     order = [int(i) for i in out.order]
     msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid

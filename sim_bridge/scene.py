@@ -12,6 +12,7 @@ friction, and a cylindrical pusher (the robot's finger) held by a stiff constrai
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ import pybullet as pb
 from kinemask_ros.camera import CameraConfig, CameraModel
 from kinemask_ros.palette import PALETTE, PUSHER_RGB, TABLE_RGB  # PALETTE is re-exported for callers
 from kinemask_ros.push import PushBounds, PushStroke
+from kinemask_ros.sim_bridge.look import Look, LookConfig
 
 #: Instance id of the pusher in segmentation images (objects are 1..K, background 0).
 PUSHER_ID = 255
@@ -54,8 +56,13 @@ class SceneConfig:
     workspace_half_extent: float = 0.19  # leaving [-w, w]^2 means leaving the workspace
     pusher_radius: float = 0.012
     push_bounds: PushBounds = field(default_factory=PushBounds)
+    look: LookConfig = field(default_factory=LookConfig)  # canonical: today's palette look
 
     def __post_init__(self) -> None:
+        if isinstance(self.look, dict):  # from a dataset manifest (JSON)
+            object.__setattr__(self, "look", LookConfig.from_dict(self.look))
+        if not isinstance(self.look, LookConfig):
+            raise ValueError(f"SceneConfig.look must be a LookConfig, got {type(self.look).__name__}")
         if not isinstance(self.camera, CameraConfig):
             raise ValueError(f"SceneConfig.camera must be a CameraConfig, got {type(self.camera).__name__}")
         if not isinstance(self.num_frames, (int, np.integer)) or self.num_frames < 2:
@@ -191,8 +198,48 @@ class Episode:
         return describe(motion(self.pushed_id), hits)
 
 
+_PROBE_LOCK = threading.Lock()
+_PROBE: dict = {"client": None, "cache": {}}
+
+
+def _shaded_table_rgb(albedo: tuple[float, float, float], look: Look) -> np.ndarray:
+    """``(3,)`` uint8: what TinyRenderer draws for a flat, upward table of colour ``albedo`` under ``look``'s light.
+
+    A directional light without specular shades a plane uniformly, so one probe render (in a
+    private PyBullet client, cached) gives the exact colour of every table pixel: the scene
+    composes the table itself instead of rasterising a 2 m box at full resolution (that was
+    ~85 % of a 640x480 render), bit-identical for the canonical look.
+    """
+    key = (tuple(albedo), tuple(look.light_direction), look.light_ambient, look.light_diffuse)
+    with _PROBE_LOCK:
+        if key in _PROBE["cache"]:
+            return _PROBE["cache"][key]
+        c = _PROBE["client"]
+        if c is None or not pb.isConnected(c):
+            c = _PROBE["client"] = pb.connect(pb.DIRECT)
+        pb.resetSimulation(physicsClientId=c)
+        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[1, 1, 0.01], rgbaColor=[*albedo, 1], physicsClientId=c)
+        pb.createMultiBody(0, -1, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
+        view = pb.computeViewMatrix([0, 0, 1.5], [0, 0, 0], [0, 1, 0], physicsClientId=c)
+        proj = pb.computeProjectionMatrixFOV(20, 1.0, 0.5, 3.0, physicsClientId=c)
+        _, _, rgba, _, _ = pb.getCameraImage(4, 4, view, proj, renderer=pb.ER_TINY_RENDERER, lightDirection=list(look.light_direction),
+                                             lightAmbientCoeff=look.light_ambient, lightDiffuseCoeff=look.light_diffuse,
+                                             lightSpecularCoeff=0.0, shadow=0, physicsClientId=c)
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(4, 4, 4)[2, 2, :3].copy()
+        if len(_PROBE["cache"]) > 256:
+            _PROBE["cache"].clear()
+        _PROBE["cache"][key] = rgb
+        return rgb
+
+
 class TabletopScene:
-    """A PyBullet world with its own physics client (several scenes can live in one process)."""
+    """A PyBullet world with its own physics client (several scenes can live in one process).
+
+    Rendering (:meth:`render`, :meth:`render_rgbd`) draws the bodies with TinyRenderer and
+    composes the table plane (colour, texture, depth) analytically from the camera model; the
+    appearance comes from a :class:`~kinemask_ros.sim_bridge.look.Look` (:meth:`apply_look`,
+    :meth:`sample_look`), the canonical one by default.
+    """
 
     def __init__(self, config: SceneConfig | None = None) -> None:
         self.config = config or SceneConfig()
@@ -202,7 +249,13 @@ class TabletopScene:
         self._client = pb.connect(pb.DIRECT)
         self._objects: list[ObjectSpec] = []
         self._bodies: list[int] = []
+        self._look = Look()
+        self._noise_rng = np.random.default_rng(0)
+        self._table_rgb_img: np.ndarray | None = None
+        self._table_geometry()
         self._build_static()
+        if not self.config.look.is_canonical:
+            self.sample_look(np.random.default_rng(0))
 
     # ------------------------------------------------------------------ construction
     def _build_static(self) -> None:
@@ -212,7 +265,9 @@ class TabletopScene:
         pb.setTimeStep(1.0 / self.config.sim_hz, physicsClientId=c)
         pb.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
         col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[1, 1, 0.01], physicsClientId=c)
-        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[1, 1, 0.01], rgbaColor=[*TABLE_RGB, 1], physicsClientId=c)
+        # a transparent visual (TinyRenderer skips it; without any visual it would draw the collision box):
+        # the table top is composed by _render_raw from the camera model (exact, and ~7x cheaper at 640x480)
+        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[1, 1, 0.01], rgbaColor=[*TABLE_RGB, 0], physicsClientId=c)
         self._table = pb.createMultiBody(0, col, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
         pb.changeDynamics(self._table, -1, lateralFriction=1.0, physicsClientId=c)
         r, h = self.config.pusher_radius, 0.05
@@ -283,13 +338,14 @@ class TabletopScene:
         for b in self._bodies:
             pb.removeBody(b, physicsClientId=c)
         self._bodies, self._objects = [], list(specs)
-        for spec, pose in zip(specs, poses):
+        for k, (spec, pose) in enumerate(zip(specs, poses)):
+            rgba = [*self._look.object_color(k + 1, PALETTE[spec.color]), 1]
             if spec.shape == "box":
                 col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[*spec.size, spec.height / 2], physicsClientId=c)
-                vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[*spec.size, spec.height / 2], rgbaColor=[*PALETTE[spec.color], 1], physicsClientId=c)
+                vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[*spec.size, spec.height / 2], rgbaColor=rgba, physicsClientId=c)
             else:
                 col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=spec.size[0], height=spec.height, physicsClientId=c)
-                vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=spec.size[0], length=spec.height, rgbaColor=[*PALETTE[spec.color], 1], physicsClientId=c)
+                vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=spec.size[0], length=spec.height, rgbaColor=rgba, physicsClientId=c)
             body = pb.createMultiBody(
                 spec.mass, col, vis, basePosition=[pose[0], pose[1], spec.height / 2],
                 baseOrientation=pb.getQuaternionFromEuler([0, 0, pose[2]]), physicsClientId=c,
@@ -331,21 +387,152 @@ class TabletopScene:
         z = np.array([[s.height / 2] for s in self._objects])
         return self.camera.project(np.concatenate([p[:, :2], z], axis=1))
 
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """RGB ``(H, W, 3)`` uint8 and instance mask ``(H, W)`` uint8 (0 bg, 1..K objects, 255 pusher)."""
-        cam = self.config.camera
-        _, _, rgba, _, seg = pb.getCameraImage(
+    # ------------------------------------------------------------------ look
+    @property
+    def look(self) -> Look:
+        """The appearance renders use now (:meth:`apply_look`)."""
+        return self._look
+
+    def apply_look(self, look: Look) -> None:
+        """Use ``look`` from now on: object colours (pybullet ``rgbaColor``), table colour/texture,
+        light, and a fresh per-frame noise stream seeded by ``look.noise_seed``."""
+        if not isinstance(look, Look):
+            raise ValueError(f"apply_look needs a Look (LookConfig.sample(rng)), got {type(look).__name__}")
+        self._look = look
+        self._noise_rng = np.random.default_rng(look.noise_seed)
+        self._noise_banks: dict[str, np.ndarray] = {}
+        self._table_rgb_img = None
+        for i, (b, spec) in enumerate(zip(self._bodies, self._objects)):
+            pb.changeVisualShape(b, -1, rgbaColor=[*look.object_color(i + 1, PALETTE[spec.color]), 1], physicsClientId=self._client)
+
+    def sample_look(self, rng: np.random.Generator) -> Look:
+        """Draw a look from ``config.look`` with ``rng`` (nothing is drawn for the canonical config), apply it, return it."""
+        look = self.config.look.sample(rng)
+        self.apply_look(look)
+        return look
+
+    def _table_geometry(self) -> None:
+        """Per camera pixel (centre): where its ray meets the table plane, and that point's depth."""
+        cam = self.camera
+        H, W = cam.height, cam.width
+        jj, ii = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+        rays_cam = np.stack([jj, ii, np.ones_like(jj)], -1) @ np.linalg.inv(cam.K).T  # z = 1 in the camera frame
+        rays_w = rays_cam @ cam.R
+        eye = cam.eye
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = -eye[2] / rays_w[..., 2]  # = depth along the optical axis, since rays have z_cam = 1
+        xy = eye[:2] + s[..., None] * rays_w[..., :2]
+        hit = (s > cam.config.near) & (s < cam.config.far) & np.all(np.abs(xy) <= 1.0, axis=-1)
+        self._table_hit = hit
+        self._table_xy = np.where(hit[..., None], xy, 0.0)
+        self._table_depth = np.where(hit, s, np.nan).astype(np.float32)
+
+    def _table_image(self) -> np.ndarray:
+        """``(H, W, 3)`` uint8 table colour as TinyRenderer would shade it (texture in table coordinates)."""
+        if self._table_rgb_img is None:
+            look = self._look
+            if look.table_texture == "flat" or look.texture_contrast == 0.0:
+                shade = _shaded_table_rgb(tuple(look.table_rgb), look)
+                img = np.broadcast_to(shade, self._table_xy.shape[:-1] + (3,)).copy()
+            else:
+                grey = _shaded_table_rgb((0.5, 0.5, 0.5), look).astype(np.float32) / (0.5 * 255.0)
+                albedo = look.table_albedo(self._table_xy).astype(np.float32)
+                img = np.clip(albedo * 255.0 * grey, 0, 255).astype(np.uint8)
+            self._table_rgb_img = img
+        return self._table_rgb_img
+
+    def _render_raw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """rgb ``(H, W, 3)`` uint8 (table composed), instance ids ``(H, W)`` uint8, clean depth ``(H, W)`` float32 [m], seg."""
+        cam, look = self.config.camera, self._look
+        _, _, rgba, zbuf, seg = pb.getCameraImage(
             cam.width, cam.height, self._view, self._proj, renderer=pb.ER_TINY_RENDERER,
-            lightDirection=[0.3, -0.4, 1.0], lightAmbientCoeff=0.65, lightDiffuseCoeff=0.45, lightSpecularCoeff=0.0,
-            shadow=0, physicsClientId=self._client,
+            lightDirection=list(look.light_direction), lightAmbientCoeff=look.light_ambient, lightDiffuseCoeff=look.light_diffuse,
+            lightSpecularCoeff=look.light_specular, shadow=0, physicsClientId=self._client,
         )
-        rgb = np.asarray(rgba, dtype=np.uint8).reshape(cam.height, cam.width, 4)[..., :3].copy()
-        seg = np.asarray(seg, dtype=np.int64).reshape(cam.height, cam.width)
-        inst = np.zeros_like(seg, dtype=np.uint8)
-        for i, b in enumerate(self._bodies):
-            inst[seg == b] = i + 1
-        inst[seg == self._pusher] = PUSHER_ID
+        H, W = cam.height, cam.width
+        seg = np.asarray(seg, dtype=np.int32).reshape(H, W)
+        # Work on the few pixels where a body is drawn (or nothing at all, beyond the table's edge);
+        # everything else is the composed table (colour from _table_image, exact plane depth).
+        idx = np.flatnonzero((seg >= 0) | ~self._table_hit)
+        seg_i = seg.reshape(-1)[idx]
+        # OpenGL depth buffer in [0, 1] -> z along the optical axis [m]
+        n, f = np.float32(cam.near), np.float32(cam.far)
+        zb = np.asarray(zbuf, dtype=np.float32).reshape(-1)[idx]
+        z = f * n / (f - (f - n) * zb)
+        # the table plane hides whatever lies below it (objects sink < 1 mm into it in contact)
+        z_table = self._table_depth.reshape(-1)[idx]
+        seg_i = np.where((seg_i >= 0) & (z > z_table), np.int32(-1), seg_i)
+        keep = (seg_i >= 0) | ~self._table_hit.reshape(-1)[idx]  # body pixels, and pixels that see no table
+        idx, seg_i, z = idx[keep], seg_i[keep], z[keep]
+        rgb = self._table_image().copy()
+        rgb.reshape(-1, 3)[idx] = np.asarray(rgba, dtype=np.uint8).reshape(-1, 4)[idx, :3]
+        if look.rgb_gain != (1.0, 1.0, 1.0):
+            rgb = np.clip(rgb * np.asarray(look.rgb_gain, np.float32), 0, 255).astype(np.uint8)
+        lut = np.zeros(max([self._pusher, *self._bodies]) + 2, np.uint8)  # body uid + 1 -> instance id (index 0: nothing)
+        lut[np.asarray(self._bodies, dtype=np.int64) + 1] = np.arange(1, len(self._bodies) + 1)
+        lut[self._pusher + 1] = PUSHER_ID
+        inst = np.zeros(H * W, np.uint8)
+        inst[idx] = lut[np.clip(seg_i + 1, 0, len(lut) - 1)]
+        depth = self._table_depth.copy()
+        depth.reshape(-1)[idx] = np.where(seg_i >= 0, z, np.float32(np.nan))
+        return rgb, inst.reshape(H, W), depth, seg
+
+    def add_sensor_noise(self, rgb: np.ndarray | None = None, depth: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-frame sensor noise of the current look (new copies; inputs are not changed).
+
+        RGB: Gaussian, ``rgb_noise_std`` levels. Depth ``(H, W)`` [m]: Gaussian with std
+        ``depth_noise_std * z^2``, then ``depth_hole_fraction`` of the pixels set to NaN or 0.
+        Canonical look: returned unchanged (no draws). For speed (640x480 at 30 Hz) each frame
+        takes a window at a random offset of a bank of 2x the image's worth of noise drawn once
+        per look: per-pixel statistics are exact, consecutive frames are shifted copies.
+        """
+        look, g = self._look, self._noise_rng
+        if rgb is not None and look.rgb_noise_std > 0:
+            bank = self._bank("rgb", rgb.size, lambda n: np.rint(g.standard_normal(n, dtype=np.float32) * look.rgb_noise_std).astype(np.int16))
+            off = int(g.integers(rgb.size + 1))
+            rgb = np.clip(rgb.astype(np.int16) + bank[off:off + rgb.size].reshape(rgb.shape), 0, 255).astype(np.uint8)
+        if depth is not None and (look.depth_noise_std > 0 or look.depth_hole_fraction > 0):
+            depth = np.array(depth, dtype=np.float32)
+            n = depth.size
+            if look.depth_noise_std > 0:
+                bank = self._bank("depth", n, lambda m: g.standard_normal(m, dtype=np.float32) * np.float32(look.depth_noise_std))
+                off = int(g.integers(n + 1))
+                depth += bank[off:off + n].reshape(depth.shape) * depth * depth
+            if look.depth_hole_fraction > 0:
+                bank = self._bank("holes", n, lambda m: g.random(m, dtype=np.float32) < look.depth_hole_fraction)
+                off = int(g.integers(n + 1))
+                depth[bank[off:off + n].reshape(depth.shape)] = np.nan if look.depth_hole_value == "nan" else 0.0
+        return rgb, depth
+
+    def _bank(self, key: str, n: int, make) -> np.ndarray:
+        banks = self.__dict__.setdefault("_noise_banks", {})
+        b = banks.get(key)
+        if b is None or b.size != 2 * n:
+            b = banks[key] = make(2 * n)
+        return b
+
+    def render(self) -> tuple[np.ndarray, np.ndarray]:
+        """RGB ``(H, W, 3)`` uint8 and instance mask ``(H, W)`` uint8 (0 bg, 1..K objects, 255 pusher).
+
+        With the current look (sensor noise on RGB included); the canonical look renders exactly
+        as before looks existed.
+        """
+        rgb, inst, _, _ = self._render_raw()
+        rgb, _ = self.add_sensor_noise(rgb, None)
         return rgb, inst
+
+    def render_rgbd(self, noise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB ``(H, W, 3)`` uint8, instance ids ``(H, W)`` uint8 (as :meth:`render`), depth ``(H, W)`` float32.
+
+        Depth is z along the optical axis [m] (an OpenCV-style depth image, registered to the
+        RGB: same pixels, same intrinsics), linearised from the depth buffer with the camera's
+        near/far; the table plane is exact. Pixels that see nothing within near/far are NaN.
+        ``noise``: add the look's per-frame sensor noise (RGB noise, depth noise and holes).
+        """
+        rgb, inst, depth, _ = self._render_raw()
+        if noise:
+            rgb, depth = self.add_sensor_noise(rgb, depth)
+        return rgb, inst, depth
 
     # ------------------------------------------------------------------ pushing
     def resolve_start(self, stroke: PushStroke) -> PushStroke:
