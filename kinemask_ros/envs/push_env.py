@@ -88,6 +88,13 @@ class PushEnvConfig:
         num_objects: ``(low, high)`` inclusive object-count range for sampled scenes; ``None``
             uses ``(scene.min_objects, scene.max_objects)``.
         render_scale: integer upscale of ``render()`` images in ``"rgb_array"`` mode.
+        depth: observations also carry ``"depth"`` ``(H, W)`` float32: metres along the optical
+            axis, 0 where the sensor has no return (like a 16UC1 RGB-D driver).
+
+    The camera and the look come from ``scene`` (``scene.camera``: any size / pose, e.g.
+    ``CameraConfig.oblique(640, 480)``; ``scene.look``: ``LookConfig.randomized()`` draws object
+    and table colours, texture, light and sensor noise per episode from the episode's seed, on a
+    stream of its own, so the scenes of a seed are the same under every look).
     """
 
     scene: SceneConfig = field(default_factory=SceneConfig)
@@ -96,6 +103,7 @@ class PushEnvConfig:
     goal_max_distance: float = 0.12
     num_objects: tuple[int, int] | None = None
     render_scale: int = 8
+    depth: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.scene, SceneConfig):
@@ -129,6 +137,8 @@ class PushEnvConfig:
             object.__setattr__(self, "num_objects", (int(n[0]), int(n[1])))
         if not (_is_int(self.render_scale) and 1 <= self.render_scale <= 32):
             raise ValueError(f"PushEnvConfig.render_scale must be an int in [1, 32], got {self.render_scale!r}")
+        if not isinstance(self.depth, bool):
+            raise ValueError(f"PushEnvConfig.depth must be True or False, got {self.depth!r}")
 
     @property
     def object_count_range(self) -> tuple[int, int]:
@@ -183,6 +193,7 @@ class KineMaskPushEnv(gym.Env):
                 "goal": spaces.Box(-w, w, (2,), np.float32),
                 "target": spaces.Discrete(K, start=1),
                 "object_states": spaces.Box(np.tile(STATE_LOW, (K, 1)), np.tile(STATE_HIGH, (K, 1)), (K, 7), np.float32),
+                **({"depth": spaces.Box(0.0, np.float32(sc.camera.far), (H, W), np.float32)} if self.config.depth else {}),
             }
         )
         self.action_space = spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -196,6 +207,7 @@ class KineMaskPushEnv(gym.Env):
         self._velocities = np.zeros((0, 3))  # velocities at the end of the last clip (K, 3)
         self._rgb: np.ndarray | None = None
         self._mask: np.ndarray | None = None
+        self._depth: np.ndarray | None = None
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -260,6 +272,7 @@ class KineMaskPushEnv(gym.Env):
             break
         else:  # pragma: no cover - the default config always finds a goal within a few tries
             raise RuntimeError(f"could not sample a scene with a reachable goal in {_SCENE_TRIES} tries")
+        self.scene.sample_look(np.random.default_rng([scene_seed, 7]))  # nothing is drawn for the canonical look
         self._load(specs, poses, target, goal, np.zeros((len(specs), 3)))
         self.last_episode = None
         info = {
@@ -283,7 +296,7 @@ class KineMaskPushEnv(gym.Env):
         # Rebuild the scene at rest at the final poses, pusher out of view (see the module docstring).
         self._set_poses(after[:, :3])
         self._velocities = after[:, 3:].copy()
-        self._rgb, self._mask = self.scene.render()
+        self._render()
 
         t = self._target - 1
         moved = np.linalg.norm(after[:, :2] - before[:, :2], axis=1)
@@ -453,7 +466,15 @@ class KineMaskPushEnv(gym.Env):
         self._target = int(target)
         self._goal = np.asarray(goal, dtype=float).copy()
         self._velocities = np.asarray(velocities, dtype=float).copy()
-        self._rgb, self._mask = self.scene.render()
+        self._render()
+
+    def _render(self) -> None:
+        if self.config.depth or not self.config.scene.look.is_canonical:
+            self._rgb, self._mask, d = self.scene.render_rgbd(noise=True)
+            self._depth = np.nan_to_num(d, nan=0.0).astype(np.float32)
+        else:  # the canonical camera look: no sensor noise, as the training data
+            self._rgb, self._mask = self.scene.render()
+            self._depth = None
 
     def _px_per_m(self) -> float:
         return self.scene.camera.pixels_per_metre(z=self._objects[self._target - 1].height / 2)
@@ -489,4 +510,5 @@ class KineMaskPushEnv(gym.Env):
             "goal": np.clip(self._goal.astype(np.float32), -w, w),
             "target": np.int64(self._target),
             "object_states": states,
+            **({"depth": self._depth.copy()} if self.config.depth else {}),
         }

@@ -309,6 +309,9 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
             "on_goal" = plan once per goal message, on the first frame stamped at or after the goal.
         goal_frame_timeout_s: "on_goal": how long to wait for such a frame before planning on the newest one.
         rollout_top_k: PredictedRollouts published for the best k candidates of each decision (0 = none).
+        use_camera_info: plan in the canonical table frame of the calibrated camera given by
+            ``camera/camera_info`` + ``camera/table_pose`` (+ ``camera/depth/image_raw`` when
+            published) once they arrive; false (or until then) = the ``camera_*`` parameters.
         max_queue, time_budget_s, max_image_pixels: admission of PlanPush goals
             (see the mixin); topic-driven replanning never takes a queue place.
     """
@@ -327,6 +330,7 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
     replan: str = "every_frame"
     goal_frame_timeout_s: float = 5.0
     rollout_top_k: int = 3
+    use_camera_info: bool = True
 
     def __post_init__(self) -> None:
         o = "PlannerNodeConfig"
@@ -347,6 +351,8 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
             raise ValueError(f"{o}.replan must be one of {REPLAN_MODES}, got {self.replan!r}")
         _finite(o, "goal_frame_timeout_s", self.goal_frame_timeout_s, 0.0, 3600.0)
         _int(o, "rollout_top_k", self.rollout_top_k, 0, 64)
+        if not isinstance(self.use_camera_info, bool):
+            raise ValueError(f"{o}.use_camera_info must be true or false, got {self.use_camera_info!r}")
         self._check_camera(o)
         self._check_weights(o)
         self._check_contact(o)

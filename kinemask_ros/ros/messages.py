@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from geometry_msgs.msg import PointStamped, PoseStamped
+from geometry_msgs.msg import PointStamped, PoseStamped, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image
 
 from kinemask_ros import ros_convert
@@ -78,6 +78,41 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, header=None) -> Came
     if header is not None:
         info.header = header
     return info
+
+
+def depth_from_msg(msg: Image) -> np.ndarray:
+    """32FC1 (metres) or 16UC1 (millimetres) depth ``sensor_msgs/Image`` -> ``(H, W)`` float32 metres (0 -> NaN)."""
+    h, w, enc = int(msg.height), int(msg.width), msg.encoding
+    dtypes = {"32FC1": np.dtype("<f4"), "16UC1": np.dtype("<u2")}
+    if enc not in dtypes:
+        raise ValueError(f"depth encoding {enc!r} is not supported: use 32FC1 (metres) or 16UC1 (millimetres)")
+    dt = dtypes[enc].newbyteorder(">" if msg.is_bigendian else "<")
+    if h <= 0 or w <= 0 or msg.step < w * dt.itemsize or len(msg.data) != msg.step * h:
+        raise ValueError(f"depth image {w}x{h} has step {msg.step} and {len(msg.data)} bytes: expected step >= {w * dt.itemsize} "
+                         f"and step * height bytes")
+    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(h, msg.step)[:, : w * dt.itemsize]
+    d = rows.copy().view(dt).reshape(h, w).astype(np.float32)
+    if enc == "16UC1":
+        d = d / 1000.0
+    d[~np.isfinite(d) | (d <= 0)] = np.nan
+    return d
+
+
+def calibration_from_msgs(info: CameraInfo, pose: TransformStamped):
+    """``CameraInfo`` + the camera's pose on the table (``table -> camera`` transform, e.g. the sim
+    bridge's ``camera/table_pose`` or TF) -> :class:`~kinemask_ros.table_frame.CameraCalibration`
+    (``ValueError`` naming the fix: uncalibrated intrinsics, frames that do not match, ...)."""
+    from kinemask_ros.table_frame import CameraCalibration, pose_to_matrix
+
+    if info.header.frame_id and pose.child_frame_id and info.header.frame_id != pose.child_frame_id:
+        raise ValueError(f"the table pose is for frame {pose.child_frame_id!r} but the CameraInfo is for {info.header.frame_id!r}: "
+                         "publish the transform table -> the camera's optical frame")
+    t, q = pose.transform.translation, pose.transform.rotation
+    why = ros_convert.finite_or_reason(x=t.x, y=t.y, z=t.z, qx=q.x, qy=q.y, qz=q.z, qw=q.w)
+    if why:
+        raise ValueError(f"table pose: {why}")
+    T_table_cam = pose_to_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+    return CameraCalibration.from_camera_info(info, T_cam_table=np.linalg.inv(T_table_cam))
 
 
 def stroke_values(msg: PushStrokeMsg) -> tuple[float, float, float, float, float]:

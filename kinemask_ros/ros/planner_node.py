@@ -41,15 +41,17 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from geometry_msgs.msg import TransformStamped
+from sensor_msgs.msg import CameraInfo, Image
 
 from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.decision import DecisionRequest, PlanCancelled, decide
 from kinemask_ros.perception import perceive
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PlannerNodeConfig
-from kinemask_ros.ros.messages import (check_image_size, check_rgb_msg, goal_pose_from_msg, goal_xy_from_msg, goal_yaw_from_fields,
-                                       ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg, scored_candidate, stroke_to_msg)
+from kinemask_ros.ros.messages import (calibration_from_msgs, check_image_size, check_rgb_msg, depth_from_msg, goal_pose_from_msg,
+                                       goal_xy_from_msg, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
+                                       scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
 from kinemask_ros_interfaces.action import PlanPush
 from kinemask_ros_interfaces.msg import DetectedObjects, ScoredCandidate, ScoredCandidateArray
@@ -111,6 +113,11 @@ class PlannerNode(Node):
         self._cv = threading.Condition()
         self._images: OrderedDict = OrderedDict()
         self._objects: OrderedDict = OrderedDict()
+        self._depths: OrderedDict = OrderedDict()  # depth images by stamp (RGB-D cameras)
+        self._info: CameraInfo | None = None
+        self._table_pose: TransformStamped | None = None
+        self._calib_key = None
+        self._calib = None  # CameraCalibration, or the ValueError saying why the camera's messages are unusable
         self._latest: Frame | None = None
         self._frame_seq = 0
         self._goal: tuple[np.ndarray, float | None, float] | None = None  # (xy [m], yaw [rad] or None, stamp [s])
@@ -127,6 +134,9 @@ class PlannerNode(Node):
         self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(PointStamped, "goal", self._on_goal, LATCHED_QOS, callback_group=inputs)
         self.create_subscription(PoseStamped, "goal_pose", self._on_goal_pose, LATCHED_QOS, callback_group=inputs)
+        self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(TransformStamped, "camera/table_pose", self._on_table_pose, LATCHED_QOS, callback_group=inputs)
+        self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, SENSOR_QOS, callback_group=inputs)
         rq = REQUEST_QOS
         self._action = ActionServer(self, PlanPush, "plan_push", execute_callback=self._execute,
                                     goal_callback=lambda g: GoalResponse.ACCEPT, cancel_callback=lambda g: CancelResponse.ACCEPT,
@@ -161,6 +171,45 @@ class PlannerNode(Node):
             self._images[k] = msg
             while len(self._images) > _KEEP_FRAMES:
                 self._images.popitem(last=False)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._info = msg
+
+    def _on_table_pose(self, msg: TransformStamped) -> None:
+        self._table_pose = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        self._depths[_key(msg.header)] = msg
+        while len(self._depths) > _KEEP_FRAMES:
+            self._depths.popitem(last=False)
+
+    def calibration(self, width: int, height: int):
+        """The camera's :class:`~kinemask_ros.table_frame.CameraCalibration` from ``camera/camera_info`` +
+        ``camera/table_pose`` when both arrived, ``use_camera_info`` is set and the image is the
+        CameraInfo's size; None = use the ``camera_*`` parameters. ``ValueError`` (naming the fix,
+        logged once per cause) when those messages are unusable."""
+        info, pose = self._info, self._table_pose
+        if not self.config.use_camera_info or info is None or pose is None:
+            return None
+        if (int(info.width), int(info.height)) != (width, height):
+            warn_throttled(self, self._throttle, "calib-size", f"the image is {width}x{height} but camera/camera_info says "
+                           f"{info.width}x{info.height}: planning with the camera_* parameters for it")
+            return None
+        key = (tuple(info.k), tuple(info.d), info.distortion_model, info.width, info.height, info.header.frame_id,
+               pose.child_frame_id, pose.transform.translation.x, pose.transform.translation.y, pose.transform.translation.z,
+               pose.transform.rotation.x, pose.transform.rotation.y, pose.transform.rotation.z, pose.transform.rotation.w)
+        if key != self._calib_key:
+            try:
+                self._calib = calibration_from_msgs(info, pose)
+                self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {width}x{height}, "
+                                       f"camera {np.round(self._calib.camera_position, 3).tolist()} m above the table frame")
+            except ValueError as e:
+                self._calib = ValueError(f"camera/camera_info + camera/table_pose are unusable: {e}")
+                self.get_logger().error(str(self._calib))  # once per cause: the key changes only with new messages
+            self._calib_key = key
+        if isinstance(self._calib, ValueError):
+            raise self._calib
+        return self._calib
 
     def _on_objects(self, msg: DetectedObjects) -> None:
         k = _key(msg.header)
@@ -363,7 +412,17 @@ class PlannerNode(Node):
             labels = {int(o.object_id): o.label for o in frame.objects.objects}
         elif frame.mask is not None:
             ids = frame.mask
-        seen = perceive(pipe, rgb, cfg.camera_config(rgb.shape[1], rgb.shape[0]), ids, labels, object_height=cfg.object_height)
+        calib = self.calibration(rgb.shape[1], rgb.shape[0])
+        depth = None
+        if calib is not None:
+            dmsg = self._depths.get(_key(header))
+            if dmsg is not None and (dmsg.width, dmsg.height) == (frame.image.width, frame.image.height):
+                try:
+                    depth = depth_from_msg(dmsg)
+                except ValueError as e:
+                    warn_throttled(self, self._throttle, "depth", f"ignoring the depth image: {e}")
+        camera = calib if calib is not None else cfg.camera_config(rgb.shape[1], rgb.shape[0])
+        seen = perceive(pipe, rgb, camera, ids, labels, object_height=cfg.object_height, depth=depth)
         dc = cfg.decision_config()
         req = DecisionRequest(goal_xy=tuple(float(v) for v in goal_xy), goal_yaw=goal_yaw, target_id=int(target_id), method=method or "",
                               num_candidates=int(num_candidates or 0), iterations=int(iterations or 0))

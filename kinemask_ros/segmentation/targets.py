@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kinemask_ros.segmentation.colors import normalize_color_word
 from kinemask_ros.segmentation.core import MAX_OBJECT_ID, Segmentation, box_mask, check_point
 
 
@@ -55,18 +56,20 @@ def select_by_id(seg: Segmentation, obj_id: int) -> int:
 def select_by_label(seg: Segmentation, label: str) -> int:
     """Id of the object labelled ``label`` (case-insensitive).
 
-    ``label`` may be a phrase: "the red box" matches an object labelled "red". When several
-    objects match, the highest-scoring one is returned.
+    ``label`` may be a phrase: "the red box" matches an object labelled "red". Colour synonyms
+    are folded onto the generic names of :mod:`.colors` on both sides ("the gray box" matches
+    "grey", "violet" matches "purple"). When several objects match, the highest-scoring one is
+    returned.
     """
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"label must be a non-empty string, got {label!r}")
-    query = label.strip().lower()
-    words = set(query.replace(",", " ").split())
+    query = " ".join(normalize_color_word(w) for w in label.replace(",", " ").split())
+    words = set(query.split())
     best, best_score = 0, -np.inf
     for oid, lab, sc in zip(seg.object_ids, seg.labels, seg.scores):
         if lab is None:
             continue
-        lab_l = lab.lower()
+        lab_l = normalize_color_word(lab)
         if (lab_l == query or lab_l in words or f" {lab_l} " in f" {query} ") and sc > best_score:
             best, best_score = int(oid), float(sc)
     return best
