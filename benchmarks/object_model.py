@@ -111,6 +111,59 @@ def object_model(model: ObjectWorldModel, d: dict, idx: np.ndarray, res: int, sa
     return out
 
 
+def object_model_camera(model: ObjectWorldModel, d: dict, idx: np.ndarray, camera: CameraConfig, samples: int, steps: int,
+                        use_depth: bool = True, segment: bool = False, resolution: int = 128, seed: int = 0) -> np.ndarray:
+    """The object model on the user's path with another camera: each episode's first frame rendered by
+    ``camera`` with a randomised look (RGB-D, sensor noise), rectified into the canonical table
+    frame (:func:`kinemask_ros.perception.perceive`: depth footprints, or the plane), tokens from
+    that. ``segment``: instance ids from the RGB-D segmenter (matched to the true objects by mask
+    overlap, unmatched objects are predicted still) instead of the simulator's ids."""
+    from kinemask_ros.perception import perceive
+    from kinemask_ros.sim_bridge.look import LookConfig
+    from kinemask_ros.table_frame import CameraCalibration, TableFrame
+
+    scene = TabletopScene(SceneConfig(camera=camera, look=LookConfig.randomized(), max_objects=8))
+    calib = CameraCalibration.from_camera_model(scene.camera)
+    frame_cfg = TableFrame(resolution=resolution)
+    seg = None
+    if segment:
+        from kinemask_ros.segmentation import make_segmenter
+
+        seg = make_segmenter("rgbd", calibration=calib)
+    out = final_poses_still(d)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for n in idx:
+        k = int(d["num_objects"][n])
+        scene.set_objects(_specs(d, n), d["states"][n, 0, :k, :3])
+        scene.sample_look(rng)
+        rgb, ids, depth = scene.render_rgbd()
+        ids = np.where(ids == 255, 0, ids)
+        if seg is not None:
+            pred = seg.segment(rgb, depth).instance_ids
+            mapped = np.zeros_like(ids)
+            for o in np.unique(pred[pred > 0]):
+                m = pred == o
+                votes = np.bincount(ids[m], minlength=k + 1)
+                votes[0] = 0
+                if votes.max() > 0.5 * m.sum():
+                    mapped[m] = int(np.argmax(votes))
+            ids = mapped
+        try:
+            frame = perceive(None, rgb, calib, ids=ids, depth=depth if use_depth else None, table_frame=frame_cfg)
+        except ValueError:
+            continue  # nothing found: everything predicted still
+        sc = ObjectScene.from_mask(frame.ids, frame.camera)
+        if not len(sc):
+            continue
+        p = model.predict(sc, [PushStroke.from_array(d["strokes"][n])], samples, steps, gen)[0]
+        delta = p[:, :, -1].mean(0) - p[0, :, 0]
+        out[n, sc.ids - 1, :2] = d["states"][n, 0, sc.ids - 1, :2] + delta[:, :2]
+        out[n, sc.ids - 1, 2] = d["states"][n, 0, sc.ids - 1, 2] + delta[:, 2]
+    scene.close()
+    return out
+
+
 def raster_model(d: dict, idx: np.ndarray, samples: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """The embedded 32x32 K=4 track model on its planner path; returns final poses and the episodes it took."""
     from kinemask_ros.contact import ContactModel, ContactModelConfig
@@ -224,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--no-raster", action="store_true", help="skip the embedded raster model row")
+    p.add_argument("--oblique", action="store_true",
+                   help="add rows for an oblique 640x480 RGB-D camera (45 deg, 0.8 m) with randomised looks: rectified with depth, "
+                        "with the plane only, and with the RGB-D segmenter's ids")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args(argv)
     root = Path(a.eval_data)
@@ -252,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         preds[f"object model @{r}px"] = object_model(model, d, allidx, r, a.samples, a.steps)
         timing[f"object_model_{r}_s_per_episode"] = (time.perf_counter() - t0) / N
+    if a.oblique:
+        obl = CameraConfig.oblique(640, 480, elevation_deg=45.0, distance=0.8)
+        for label, kw in (("depth", {}), ("plane", {"use_depth": False}), ("RGB-D segmenter", {"segment": True})):
+            t0 = time.perf_counter()
+            preds[f"object model, oblique 640x480 randomised look, {label}"] = object_model_camera(model, d, allidx, obl, a.samples, a.steps, **kw)
+            timing[f"oblique_{label}_s_per_episode"] = (time.perf_counter() - t0) / N
     raster_idx = None
     if not a.no_raster:
         t0 = time.perf_counter()

@@ -174,14 +174,17 @@ class SimBridgeNode(Node):
         return desc
 
     def _describe(self) -> str:
-        objs = ", ".join(o.name for o in self.env.objects)
+        names = [self.env.scene.visible_name(i + 1) for i in range(len(self.env.objects))]
         g = self.env.goal
-        return f"{len(self.env.objects)} objects ({objs}); push the {self.env.objects[self.env.target - 1].name} to ({g[0]:.3f}, {g[1]:.3f}) m"
+        target = names[self.env.target - 1]
+        same = names.count(target) - 1
+        warn = f" ({same} other object(s) look the same: a label alone cannot tell them apart)" if same else ""
+        return f"{len(names)} objects ({', '.join(names)}); push the {target} to ({g[0]:.3f}, {g[1]:.3f}) m{warn}"
 
     def _publish_goal(self) -> None:
         with self._lock:
             g = self.env.goal
-            label = self.env.objects[self.env.target - 1].name
+            label = self.env.scene.visible_name(self.env.target)  # the colour the camera sees under the look
         msg = PointStamped(header=self._header("table"))
         msg.point.x, msg.point.y = float(g[0]), float(g[1])
         self.pub_label.publish(String(data=label))

@@ -405,6 +405,17 @@ class TabletopScene:
         for i, (b, spec) in enumerate(zip(self._bodies, self._objects)):
             pb.changeVisualShape(b, -1, rgbaColor=[*look.object_color(i + 1, PALETTE[spec.color]), 1], physicsClientId=self._client)
 
+    def visible_name(self, instance_id: int) -> str:
+        """How a person would name object ``instance_id`` (1-based) in the image: its colour under the
+        current look (the generic colour-naming rule of :mod:`kinemask_ros.segmentation.colors`) and
+        its shape, e.g. "teal box" -> "cyan box"; the palette name for the canonical look."""
+        spec = self._objects[instance_id - 1]
+        if self._look.is_canonical or self._look.object_rgb is None:
+            return spec.name
+        from kinemask_ros.segmentation.colors import color_name
+
+        return f"{color_name(self._look.object_color(instance_id, PALETTE[spec.color]))} {spec.shape}"
+
     def sample_look(self, rng: np.random.Generator) -> Look:
         """Draw a look from ``config.look`` with ``rng`` (nothing is drawn for the canonical config), apply it, return it."""
         look = self.config.look.sample(rng)

@@ -21,6 +21,7 @@ from kinemask_ros.push import PushBounds
 from kinemask_ros.scoring import TERM_NAMES, ScoreConfig
 
 PLANNER_METHODS = ("cem", "mppi", "random")
+SEGMENTATION_BACKENDS = ("classical", "rgb", "rgbd")
 REPLAN_MODES = ("every_frame", "on_goal")
 
 
@@ -191,6 +192,10 @@ class SegmentationNodeConfig:
         target_label: select by label, e.g. "red" or "the red box"; "" = not by label. At most
             one of target_id, target_pixel, target_label may be set. The ``target_label`` topic
             (std_msgs/String) overrides the label at run time.
+        backend: "classical" (the simulator's palette colours), "rgb" (palette-free colour:
+            any table, any object colours) or "rgbd" (height above the table from
+            ``camera/depth/image_raw`` + ``camera/camera_info`` + ``camera/table_pose``; splits
+            touching objects of one colour); see docs/segmentation.md.
         background_threshold, color_threshold, min_area, max_objects: the classical segmenter
             (:class:`kinemask_ros.segmentation.classical.ClassicalConfig`).
         track_ids: keep object ids stable from frame to frame (:class:`~kinemask_ros.segmentation.TrackedSegmenter`),
@@ -201,6 +206,7 @@ class SegmentationNodeConfig:
     """
 
     rate_hz: float = 30.0
+    backend: str = "classical"
     target_id: int = 0
     target_pixel: tuple[float, ...] = ()
     target_label: str = ""
@@ -214,6 +220,8 @@ class SegmentationNodeConfig:
 
     def __post_init__(self) -> None:
         o = "SegmentationNodeConfig"
+        if self.backend not in SEGMENTATION_BACKENDS:
+            raise ValueError(f"{o}.backend must be one of {SEGMENTATION_BACKENDS}, got {self.backend!r}")
         if not isinstance(self.track_ids, bool):
             raise ValueError(f"{o}.track_ids must be a bool, got {self.track_ids!r}")
         _finite(o, "rate_hz", self.rate_hz, 0.0, 1000.0, lo_open=True)

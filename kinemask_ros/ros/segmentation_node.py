@@ -8,6 +8,10 @@ Publishes ``segmentation/instance_mask`` (sensor_msgs/Image mono8, same header a
 image) and ``segmentation/objects`` (kinemask_ros_interfaces/DetectedObjects: mask, objects,
 ``target_id``). The target is chosen by the ``target_id`` / ``target_pixel`` / ``target_label``
 parameter, or by a label received on ``target_label`` (std_msgs/String, e.g. from the simulator).
+With ``backend`` "rgbd" each frame is segmented together with the depth image of the same stamp
+(``camera/depth/image_raw``) and the calibration from ``camera/camera_info`` + ``camera/table_pose``
+(geometry_msgs/TransformStamped, table -> camera; latched); a missing or unusable one is named in
+a warning once per cause and the frame is skipped. "rgb" needs only the image.
 Malformed images, and images above ``max_image_pixels``, are dropped with a throttled warning.
 Images above ``max_segment_pixels`` are box-downscaled by an integer factor before segmenting (a
 4096x4096 frame took 28 s at full resolution); the published mask is scaled back to the image
@@ -17,21 +21,35 @@ size (nearest) and the objects' centroids, boxes and areas are given in image pi
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
-import rclpy
+import numpy as np
+from geometry_msgs.msg import TransformStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from kinemask_ros.ros.common import LATCHED_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, warn_throttled
 from kinemask_ros.ros.config import SegmentationNodeConfig
-from kinemask_ros.ros.messages import check_image_size, check_rgb_msg, ids_to_msg, rgb_from_msg
+from kinemask_ros.ros.messages import calibration_from_msgs, check_image_size, check_rgb_msg, depth_from_msg, ids_to_msg, rgb_from_msg
 from kinemask_ros.ros_convert import resize_ids, resize_rgb
 from kinemask_ros.segmentation.classical import ClassicalSegmenter
 from kinemask_ros.segmentation.core import downscale_factor
 from kinemask_ros.segmentation.targets import select_by_id, select_by_label, select_by_point
-from kinemask_ros.segmentation.tracking import TrackedSegmenter
+from kinemask_ros.segmentation.tracking import IdTracker, TrackedSegmenter
+
+_KEEP_DEPTH = 16
+
+
+def scaled_calibration(calib, width: int, height: int):
+    """The calibration of the same camera for an image resized to ``width x height`` (K scaled)."""
+    from kinemask_ros.table_frame import CameraCalibration
+
+    if (width, height) == (calib.width, calib.height):
+        return calib
+    S = np.diag([width / calib.width, height / calib.height, 1.0])  # continuous pixels scale with the image
+    return CameraCalibration(K=S @ calib.K, D=calib.D, width=width, height=height, T_cam_table=calib.T_cam_table)
 from kinemask_ros_interfaces.msg import DetectedObject, DetectedObjects
 
 
@@ -61,21 +79,30 @@ def select(seg, cfg: SegmentationNodeConfig, label_override: str = "", scale: tu
 class SegmentationNode(Node):
     def __init__(self, **kwargs):
         super().__init__("segmentation", **kwargs)
-        self.params = ConfigParameters(self, SegmentationNodeConfig(), on_change=self._on_change)
+        self.params = ConfigParameters(self, SegmentationNodeConfig(), on_change=self._on_change, read_only=("backend",))
         self.segmenter = self._make_segmenter(self.params.config)
+        self._tracker = IdTracker() if self.params.config.track_ids else None
         self._throttle = Throttle()
         self._lock = threading.Lock()
         self._latest: Image | None = None
         self._label_override = ""
+        self._depths: OrderedDict = OrderedDict()
+        self._info: CameraInfo | None = None
+        self._table_pose: TransformStamped | None = None
+        self._calib_key, self._calib = None, None
         self.frames_in = 0
         self.frames_done = 0
         self.pub_mask = self.create_publisher(Image, "segmentation/instance_mask", SENSOR_QOS)
         self.pub_objects = self.create_publisher(DetectedObjects, "segmentation/objects", SENSOR_QOS)
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS)
         self.create_subscription(String, "target_label", self._on_label, LATCHED_QOS)
+        if self.config.backend == "rgbd":
+            self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, SENSOR_QOS)
+            self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, SENSOR_QOS)
+            self.create_subscription(TransformStamped, "camera/table_pose", self._on_table_pose, LATCHED_QOS)
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._timer = self.create_timer(1.0 / self.params.config.rate_hz, self._tick, callback_group=self._work_group)
-        self.get_logger().info(f"segmentation node ready (classical segmenter, ids {'tracked' if self.config.track_ids else 'per frame'})")
+        self.get_logger().info(f"segmentation node ready ({self.config.backend} segmenter, ids {'tracked' if self.config.track_ids else 'per frame'})")
 
     @property
     def config(self) -> SegmentationNodeConfig:
@@ -83,11 +110,18 @@ class SegmentationNode(Node):
 
     @staticmethod
     def _make_segmenter(cfg: SegmentationNodeConfig):
-        seg = ClassicalSegmenter(cfg.segmenter_config())
-        return TrackedSegmenter(seg) if cfg.track_ids else seg
+        from kinemask_ros.segmentation import make_segmenter
+
+        if cfg.backend == "classical":
+            seg = ClassicalSegmenter(cfg.segmenter_config())
+            return TrackedSegmenter(seg) if cfg.track_ids else seg
+        if cfg.backend == "rgb":
+            return make_segmenter("rgb", track_ids=cfg.track_ids)
+        return make_segmenter("rgbd")  # ids tracked by self._tracker (its segment takes depth)
 
     def _on_change(self, old: SegmentationNodeConfig, new: SegmentationNodeConfig) -> None:
         self.segmenter = self._make_segmenter(new)
+        self._tracker = IdTracker() if new.track_ids else None
         if new.rate_hz != old.rate_hz:
             self._timer.timer_period_ns = int(1e9 / new.rate_hz)
             self._timer.reset()
@@ -104,6 +138,51 @@ class SegmentationNode(Node):
         with self._lock:
             self._latest = msg  # newest frame wins; the timer does the work
             self.frames_in += 1
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._lock:
+            self._depths[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+            while len(self._depths) > _KEEP_DEPTH:
+                self._depths.popitem(last=False)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        self._info = msg
+
+    def _on_table_pose(self, msg: TransformStamped) -> None:
+        self._table_pose = msg
+
+    def _calibration(self):
+        info, pose = self._info, self._table_pose
+        if info is None or pose is None:
+            raise ValueError("backend 'rgbd' waits for camera/camera_info and camera/table_pose (the table -> camera transform)")
+        key = (tuple(info.k), tuple(info.d), info.width, info.height, info.header.frame_id, pose.child_frame_id,
+               pose.transform.translation.x, pose.transform.translation.y, pose.transform.translation.z,
+               pose.transform.rotation.x, pose.transform.rotation.y, pose.transform.rotation.z, pose.transform.rotation.w)
+        if key != self._calib_key:
+            self._calib_key = key
+            try:
+                self._calib = calibration_from_msgs(info, pose)
+            except ValueError as e:
+                self._calib = ValueError(f"camera/camera_info + camera/table_pose are unusable: {e}")
+                self.get_logger().error(str(self._calib))
+        if isinstance(self._calib, ValueError):
+            raise self._calib
+        return self._calib
+
+    def _segment_rgbd(self, msg: Image, small: np.ndarray):
+        with self._lock:
+            dmsg = self._depths.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+        if dmsg is None:
+            raise ValueError("no depth image with this camera image's stamp on camera/depth/image_raw (backend 'rgbd')")
+        if (dmsg.width, dmsg.height) != (msg.width, msg.height):
+            raise ValueError(f"the depth image is {dmsg.width}x{dmsg.height} but the camera image is {msg.width}x{msg.height}: "
+                             "publish depth registered to the colour image")
+        calib = self._calibration()
+        if (calib.width, calib.height) != (msg.width, msg.height):
+            raise ValueError(f"camera/camera_info is for {calib.width}x{calib.height} images, the camera image is {msg.width}x{msg.height}")
+        depth = resize_ids(depth_from_msg(dmsg), small.shape[0], small.shape[1])  # nearest: depth is never blended
+        seg = self.segmenter.segment(small, depth, scaled_calibration(calib, small.shape[1], small.shape[0]))
+        return self._tracker.update(seg) if self._tracker is not None else seg
 
     def _on_label(self, msg: String) -> None:
         self._label_override = msg.data
@@ -123,7 +202,7 @@ class SegmentationNode(Node):
         f = downscale_factor(H, W, self.config.max_segment_pixels)
         small = resize_rgb(rgb, -(-H // f), -(-W // f)) if f > 1 else rgb
         try:
-            seg = self.segmenter.segment(small)
+            seg = self._segment_rgbd(msg, small) if self.config.backend == "rgbd" else self.segmenter.segment(small)
         except ValueError as e:
             warn_throttled(self, self._throttle, "segment", f"segmentation failed: {e}")
             return
