@@ -538,3 +538,26 @@ def test_close_disconnects_pybullet():
     env.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         env.reset(seed=0)
+
+
+def test_depth_observations_and_per_episode_looks_keep_the_scenes():
+    from kinemask_ros.camera import CameraConfig
+    from kinemask_ros.sim_bridge.look import LookConfig
+    from kinemask_ros.sim_bridge.scene import SceneConfig
+
+    cam = CameraConfig.oblique(64, 48, elevation_deg=50, distance=0.8)
+    plain = gym.make("KineMaskPush-v0", scene=SceneConfig(camera=cam))
+    looks = gym.make("KineMaskPush-v0", scene=SceneConfig(camera=cam, look=LookConfig.randomized()), depth=True)
+    try:
+        o1, _ = plain.reset(seed=5)
+        o2, _ = looks.reset(seed=5)
+        assert "depth" not in o1 and looks.observation_space.contains(o2)
+        assert np.array_equal(o1["object_states"], o2["object_states"]) and np.array_equal(o1["goal"], o2["goal"])
+        assert not np.array_equal(o1["image"], o2["image"])  # another look, same scene
+        d = o2["depth"]
+        assert d.shape == (48, 64) and np.all(d >= 0) and 0.5 < np.median(d[d > 0]) < 1.2  # metres to the table
+        o3, _ = looks.reset(seed=6)
+        assert not np.array_equal(o3["image"], o2["image"])
+    finally:
+        plain.close()
+        looks.close()
