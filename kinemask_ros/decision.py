@@ -28,7 +28,7 @@ from kinemask_ros.object_scene import SlotFit, fit_to_slots
 from kinemask_ros.perception import PerceivedFrame
 from kinemask_ros.planning import PLANNERS, PlannerConfig, PlanOutput, PushPlanner, make_dynamics, slot_limit
 from kinemask_ros.policies.shooting import CEMConfig, MPPIConfig, RandomShootingConfig
-from kinemask_ros.preview import draw_path, warp_se2
+from kinemask_ros.preview import CameraMapping, draw_path, preview_image, warp_se2
 from kinemask_ros.scoring import ScoreConfig, score_tracks
 
 #: most planner iterations one request may ask for
@@ -117,6 +117,8 @@ class Decision:
             With a calibrated camera (``frame.source``) and the object model the frames are in the user's
             camera at its native resolution (:func:`camera_view`), else in the planning image.
         top: plan indices of those rollouts, best first.
+        preview: ``preview(render())`` -> ``(H, W, 3)`` uint8: the best rollout's final frame with its
+            pusher path and the goal drawn (for a viewer).
     """
 
     plan: PlanOutput
@@ -126,6 +128,7 @@ class Decision:
     message: str
     render: Callable[..., RolloutFrames] | None
     top: list[int]
+    preview: Callable[[RolloutFrames], np.ndarray] | None = None
 
     @property
     def left_out(self) -> list[int]:
@@ -216,6 +219,11 @@ def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: De
         raise PlanCancelled(f"after {progress['it']} of {total_it} iterations")
     top = out.top(config.rollout_top_k) if (config.rollout_top_k and out.valid) else []
 
+    def preview(rf: RolloutFrames) -> np.ndarray:
+        """The best rollout's final frame with its pusher path and the goal, in the frames' own pixels."""
+        m = frame.source.mapping if rf.source.endswith("_camera") else CameraMapping.from_camera(cam, config.object_height / 2)
+        return preview_image(rf, [out.strokes[i] for i in top], m, request.goal_xy)
+
     def render(draw_paths: bool = False) -> RolloutFrames:
         poses = out.imagined.poses[top, 0] if out.imagined.poses is not None else None
         rf = rollout_frames(pipeline, planner.contact, frame.rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
@@ -234,4 +242,4 @@ def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: De
                 f"(parameter time_budget_s)")
     if feedback is not None:
         feedback(progress["it"], total_it, progress["done"], progress["best"], FEEDBACK_STAGES[1])
-    return Decision(out, target_id, fit, total_it, msg, render if top else None, top)
+    return Decision(out, target_id, fit, total_it, msg, render if top else None, top, preview if top else None)

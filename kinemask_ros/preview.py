@@ -166,3 +166,28 @@ def draw_path(frames: np.ndarray, stroke: PushStroke, mapping: CameraMapping, wi
                 ok = (r >= 0) & (r < H) & (c >= 0) & (c < W)
                 frames[:, r[ok], c[ok]] = colour
     return frames
+
+
+GOAL_RGB = (255, 215, 0)
+
+
+def draw_goal(image: np.ndarray, goal_xy, mapping: CameraMapping, radius_m: float = 0.015) -> np.ndarray:
+    """Draw the goal as a ring of ``radius_m`` on the table into ``image (H, W, 3)`` in place; returns it."""
+    a = np.linspace(0.0, 2 * np.pi, 120, endpoint=False)
+    pts = np.asarray(goal_xy, float).reshape(1, 2) + radius_m * np.stack([np.cos(a), np.sin(a)], 1)
+    uv = mapping.to_pixels(pts)
+    uv = uv[np.all(np.isfinite(uv), 1)]
+    c, r = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+    ok = (r >= 0) & (r < image.shape[0]) & (c >= 0) & (c < image.shape[1])
+    image[r[ok], c[ok]] = GOAL_RGB
+    return image
+
+
+def preview_image(rf, strokes: list[PushStroke], mapping: CameraMapping, goal_xy=None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 for a viewer (RViz / rqt_image_view): the best rollout's final imagined frame
+    with its pusher path and the goal drawn. ``rf`` holds the rollouts best first (``RolloutFrames``)."""
+    img = np.ascontiguousarray(rf.frames[0, -1]).copy()
+    draw_path(img[None], strokes[0], mapping, width_px=max(1, round(img.shape[1] / 320)))
+    if goal_xy is not None:
+        draw_goal(img, goal_xy, mapping)
+    return img

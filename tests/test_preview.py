@@ -154,6 +154,8 @@ def test_decide_ranks_reports_slots_and_renders_se2_previews(tmp_path):
     rf = d.render(draw_paths=True)
     assert rf.source == "se2_warp" and rf.frames.shape[:2] == (2, len(rf.frame_indices)) and rf.poses.shape[:2] == (2, 9)
     assert np.all(np.all(rf.frames[:, 0] == 255, -1).sum((1, 2)) > 0)  # the pusher path is drawn
+    pv = d.preview(rf)
+    assert pv.shape == frame.rgb.shape and np.all(pv == (255, 215, 0), -1).any()  # the goal ring
     plain = d.render()
     assert np.array_equal(plain.frames[:, 0], np.repeat(frame.rgb[None], 2, 0))  # without paths frame 0 is the input image
     with pytest.raises(ValueError, match="max_candidates"):

@@ -22,6 +22,8 @@ except ImportError as exc:  # pragma: no cover
 from rclpy.executors import SingleThreadedExecutor
 from ros_utils import make_tiny_checkpoint, ros_env, wait_for
 
+from sensor_msgs.msg import Image
+
 from kinemask_ros.ros.common import RELIABLE_QOS, SENSOR_QOS
 
 
@@ -51,17 +53,18 @@ def test_oblique_rgbd_camera_end_to_end(tmp_path):
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("any_camera_client", context=ctx)
-    got: dict[str, list] = {"objects": [], "candidates": [], "rollouts": []}
+    got: dict[str, list] = {"objects": [], "candidates": [], "rollouts": [], "preview": []}
     node.create_subscription(DetectedObjects, "segmentation/objects", got["objects"].append, SENSOR_QOS)
     node.create_subscription(ScoredCandidateArray, "planner/candidates", got["candidates"].append, RELIABLE_QOS)
     node.create_subscription(PredictedRollout, "planner/rollouts", got["rollouts"].append, RELIABLE_QOS)
+    node.create_subscription(Image, "planner/preview", got["preview"].append, RELIABLE_QOS)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     stop = threading.Event()
     spin = threading.Thread(target=lambda: [ex.spin_once(timeout_sec=0.1) for _ in iter(stop.is_set, True)], daemon=True)
     spin.start()
     try:
-        wait_for(lambda: got["rollouts"] or proc.poll() is not None, 240, 0.5, "a rollout from the oblique RGB-D graph")
+        wait_for(lambda: (got["rollouts"] and got["preview"]) or proc.poll() is not None, 240, 0.5, "a rollout from the oblique RGB-D graph")
         assert proc.poll() is None, log_path.read_text()[-4000:]
         objs = got["objects"][-1]
         assert objs.instance_mask.width == 320 and len(objs.objects) >= 1  # segmented at the camera's size, depth-based
@@ -72,6 +75,9 @@ def test_oblique_rgbd_camera_end_to_end(tmp_path):
         assert "se2_warp_camera" in r.text
         moving = [t for t in r.tracks if len(t.x) == len(r.frames)]
         assert moving and all(np.isfinite(t.yaw).all() for t in moving)  # SE(2) pose tracks in the table frame
+        pv = got["preview"][0]
+        img = np.frombuffer(bytes(pv.data), np.uint8).reshape(pv.height, pv.width, 3)
+        assert (pv.width, pv.height) == (320, 240) and np.all(img == (255, 215, 0), -1).any()  # the goal ring is drawn
         text = log_path.read_text()
         assert "camera calibration from camera/camera_info + camera/table_pose" in text
     finally:

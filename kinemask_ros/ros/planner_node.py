@@ -8,7 +8,11 @@ Inputs: ``camera/image_raw`` (sensor_msgs/Image) paired by stamp with ``segmenta
 Outputs: ``planner/candidates`` (ScoredCandidateArray, all evaluated candidates best first) and
 ``planner/best_push`` (PushStroke) as soon as the ranking is known, then ``planner/rollouts``
 (PredictedRollout with frames for the ``rollout_top_k`` best candidates; rendering them with the
-video model takes longer than planning, so it never delays the ranking), all reliable.
+video model takes longer than planning, so it never delays the ranking) and ``planner/preview``
+(sensor_msgs/Image: the best rollout's final frame with its pusher path and the goal, for RViz /
+rqt_image_view), all reliable. With ``camera/camera_info`` + ``camera/table_pose`` (parameter
+``use_camera_info``) frames are rectified into the canonical table frame by the perception front
+end and the rollouts are drawn in the camera's own pixels.
 
 The world model runs in this process (:class:`kinemask_ros.planning.PushPlanner`): a planner
 asks for hundreds of rollouts per decision, and in-process calls avoid serialising them (the
@@ -50,8 +54,8 @@ from kinemask_ros.perception import perceive
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PlannerNodeConfig
 from kinemask_ros.ros.messages import (calibration_from_msgs, check_image_size, check_rgb_msg, depth_from_msg, goal_pose_from_msg,
-                                       goal_xy_from_msg, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
-                                       scored_candidate, stroke_to_msg)
+                                       goal_xy_from_msg, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rgb_to_msg,
+                                       rollout_msg, scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
 from kinemask_ros_interfaces.action import PlanPush
 from kinemask_ros_interfaces.msg import DetectedObjects, ScoredCandidate, ScoredCandidateArray
@@ -129,6 +133,7 @@ class PlannerNode(Node):
         self.pub_candidates = self.create_publisher(ScoredCandidateArray, "planner/candidates", RELIABLE_QOS)
         self.pub_best = self.create_publisher(PushStrokeMsg, "planner/best_push", RELIABLE_QOS)
         self.pub_rollouts = self.create_publisher(PredictedRollout, "planner/rollouts", RELIABLE_QOS)
+        self.pub_preview = self.create_publisher(Image, "planner/preview", RELIABLE_QOS)
         inputs = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS, callback_group=inputs)
         self.create_subscription(DetectedObjects, "segmentation/objects", self._on_objects, SENSOR_QOS, callback_group=inputs)
@@ -322,11 +327,12 @@ class PlannerNode(Node):
     def _render(self, job) -> None:
         try:
             with self.admission.admit(internal=True):
-                rollouts = job()
+                rollouts, preview = job()
             for r in rollouts:
                 if not self._ok():
                     return
                 self.pub_rollouts.publish(r)
+            self.pub_preview.publish(preview)
         except Exception as e:
             if self._ok():
                 warn_throttled(self, self._throttle, "render", f"rendering rollouts failed: {type(e).__name__}: {e}")
@@ -433,13 +439,14 @@ class PlannerNode(Node):
         rollout_idx = {i: j for j, i in enumerate(d.top)}
         name = checkpoint_name(cfg.checkpoint)
 
-        def render() -> list[PredictedRollout]:
+        def render() -> tuple[list[PredictedRollout], Image]:
             rf = d.render()
             dt = cfg.frame_dt_s * pipe.config.video_frame_stride
-            return [rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, seen.labels, d.fit.id_map,
+            msgs = [rollout_msg(header, rank_of[i], rf.frames[j], rf.masks[j], rf.tracks[j], rf.areas[j], dt, seen.labels, d.fit.id_map,
                                 f"candidate {rank_of[i]} imagined by {name} ({rf.source})",
                                 poses=None if rf.poses is None else rf.poses[j])
                     for j, i in enumerate(d.top)]
+            return msgs, rgb_to_msg(d.preview(rf), header)
 
         weights = {k: float(dc.score.weights.get(k, 0.0)) for k in out.scores.terms}
         arr = ScoredCandidateArray(planner=out.planner, world_model=name, iterations=int(out.iterations),
