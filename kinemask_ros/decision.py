@@ -139,9 +139,10 @@ class Decision:
         return int(self.fit.id_map.get(int(slot), 0))
 
 
-def camera_view(frame: PerceivedFrame, fit: SlotFit, rf: RolloutFrames, strokes: list, draw_paths: bool = False) -> RolloutFrames:
-    """The rollouts of ``rf`` (model slots, canonical frame) drawn in the user's camera at its native
-    resolution: each object's own camera pixels moved rigidly along its SE(2) pose track, the
+def camera_view(frame: PerceivedFrame, fit: SlotFit, poses: np.ndarray, frame_indices: list[int], strokes: list,
+                draw_paths: bool = False) -> RolloutFrames:
+    """Rollouts with model-slot poses ``(n, K, Tv, 3)`` (at ``frame_indices``) drawn in the user's camera at
+    its native resolution: each object's own camera pixels moved rigidly along its SE(2) pose track, the
     uncovered table filled in (:func:`kinemask_ros.preview.warp_se2`). Masks keep model slots
     (``fit.id_map`` maps them to the frame's ids, as for canonical rollouts); tracks are in camera
     pixels; objects without a slot stay where they are."""
@@ -153,15 +154,15 @@ def camera_view(frame: PerceivedFrame, fit: SlotFit, rf: RolloutFrames, strokes:
             slot_ids[src.ids == o] = lut[int(o)]
         elif o:
             slot_ids[src.ids == o] = 255 if int(o) == 255 else 0  # the pusher stays; objects without a slot stay put
-    K = rf.poses.shape[1]
-    frames, masks = warp_se2(src.rgb, slot_ids, rf.poses, src.mapping, object_ids=list(range(1, K + 1)))
+    K = poses.shape[1]
+    frames, masks = warp_se2(src.rgb, slot_ids, poses, src.mapping, object_ids=list(range(1, K + 1)))
     masks = masks.astype(np.uint8)
     if draw_paths:
         for b, st in enumerate(strokes):
             draw_path(frames[b], st, src.mapping, width_px=max(1, round(src.rgb.shape[1] / 320)))
-    tracks = src.mapping.to_pixels(rf.poses[..., :2]).astype(np.float32)  # (n, K, Tv, 2)
+    tracks = src.mapping.to_pixels(poses[..., :2]).astype(np.float32)  # (n, K, Tv, 2)
     areas = np.stack([(masks == k).sum((-1, -2)) for k in range(1, K + 1)], 1).astype(np.float32)
-    return RolloutFrames(frames, masks, tracks, areas, rf.frame_indices, rf.source + "_camera", rf.poses)
+    return RolloutFrames(frames, masks, tracks, areas, list(frame_indices), "se2_warp_camera", poses)
 
 
 def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: DecisionConfig, rng: np.random.Generator,
@@ -226,11 +227,12 @@ def decide(pipeline, frame: PerceivedFrame, request: DecisionRequest, config: De
 
     def render(draw_paths: bool = False) -> RolloutFrames:
         poses = out.imagined.poses[top, 0] if out.imagined.poses is not None else None
-        rf = rollout_frames(pipeline, planner.contact, frame.rgb, slots, [out.strokes[i] for i in top], out.imagined.tracks[top, 0],
-                            config.video_inference_steps, gen, poses=poses, draw_paths=draw_paths)
-        if frame.source is not None and rf.poses is not None:
-            rf = camera_view(frame, fit, rf, [out.strokes[i] for i in top], draw_paths)
-        return rf
+        strokes = [out.strokes[i] for i in top]
+        if frame.source is not None and poses is not None:  # straight into the camera's pixels
+            idx = list(range(0, pipeline.config.num_frames, pipeline.config.video_frame_stride))
+            return camera_view(frame, fit, poses[:, :, idx], idx, strokes, draw_paths)
+        return rollout_frames(pipeline, planner.contact, frame.rgb, slots, strokes, out.imagined.tracks[top, 0],
+                              config.video_inference_steps, gen, poses=poses, draw_paths=draw_paths)
 
     order = [int(i) for i in out.order]
     msg = (f"best of {len(order)} candidates: cost {out.scores.total[order[0]]:.4f} (target {target_id})" if out.valid

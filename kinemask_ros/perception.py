@@ -40,11 +40,12 @@ from kinemask_ros.object_scene import IGNORED_IDS, object_ids
 from kinemask_ros.planning import planning_size
 from kinemask_ros.preview import CameraMapping
 from kinemask_ros.ros_convert import resize_ids, resize_rgb
-from kinemask_ros.table_frame import (CameraCalibration, Rectifier, TableFrame, camera_pixels_to_table, depth_to_table_points,
-                                      splat_top_down, table_to_camera_pixels)
+from kinemask_ros.table_frame import (CameraCalibration, Rectifier, TableFrame, camera_pixels_to_table, splat_top_down,
+                                      table_to_camera_pixels)
 
-#: canonical resolutions the object model plans at with a calibrated camera (>= 64: <= 6.25 mm/px)
-MIN_CANONICAL, MAX_CANONICAL = 64, 256
+#: canonical resolutions the object model plans at with a calibrated camera (>= 64: <= 6.25 mm/px; 128 = 3.1 mm/px,
+#: where mask poses are good to ~1 mm and the cost of larger frames buys nothing measurable)
+MIN_CANONICAL, MAX_CANONICAL = 64, 128
 #: rectifiers kept for reuse (one per camera / frame / plane; building one costs a few ms to ~0.1 s)
 _RECTIFIERS: OrderedDict = OrderedDict()
 
@@ -169,11 +170,16 @@ def ids_to_canonical(ids: np.ndarray, calib: CameraCalibration, frame: TableFram
     plane = _rectifier(calib, frame, plane_z)(np.asarray(ids), "nearest", fill=0)
     if depth is None:
         return plane
-    pts = depth_to_table_points(depth, calib)
-    good = np.isfinite(pts).all(-1)
+    d = np.asarray(depth, dtype=float)
+    good = np.isfinite(d) & (d > 0)
     if good.mean() < 0.5:  # mostly holes: the plane is the better estimate
         return plane
-    top = splat_top_down(pts, np.asarray(ids).astype(np.int32), frame, fill=0)
+    a = np.asarray(ids)
+    sel = good & (a > 0)  # only object pixels need 3-D points (the table is the background anyway)
+    rows, cols = np.nonzero(sel)
+    rays = calib.pixel_rays(np.stack([cols + 0.5, rows + 0.5], 1).astype(float))
+    pts = (rays * d[rows, cols, None] - calib.t) @ calib.R  # camera -> table frame (R^T (p - t) on row vectors)
+    top = splat_top_down(pts, a[rows, cols].astype(np.int32), frame, fill=0)
     out = np.zeros(top.shape, plane.dtype)
     for o in np.unique(top):
         if o <= 0:

@@ -120,8 +120,9 @@ def warp_se2(image: np.ndarray, instance_mask: np.ndarray, poses: np.ndarray, ma
         for b in range(n):
             T0inv = np.linalg.inv(_se2(P[b, k, 0]))
             for t in range(Tv):
-                if not np.all(np.isfinite(P[b, k, t])):
-                    frames[b, t, src] = img[src]
+                dp = P[b, k, t] - P[b, k, 0]
+                if not np.all(np.isfinite(dp)) or (abs(dp[0]) + abs(dp[1]) < 1e-5 and abs(dp[2]) < 1e-4):
+                    frames[b, t, src] = img[src]  # no track, or it did not move: its pixels stay
                     masks[b, t, src] = o
                     continue
                 M = _se2(P[b, k, t]) @ T0inv  # first frame -> frame t, on the table

@@ -319,7 +319,9 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
         rollout_top_k: PredictedRollouts published for the best k candidates of each decision (0 = none).
         use_camera_info: plan in the canonical table frame of the calibrated camera given by
             ``camera/camera_info`` + ``camera/table_pose`` (+ ``camera/depth/image_raw`` when
-            published) once they arrive; false (or until then) = the ``camera_*`` parameters.
+            published) once they arrive; false = the ``camera_*`` parameters.
+        camera_info_wait_s: with ``use_camera_info``, how long after the first camera image to wait
+            for those messages (no plan meanwhile) before planning with the ``camera_*`` parameters.
         max_queue, time_budget_s, max_image_pixels: admission of PlanPush goals
             (see the mixin); topic-driven replanning never takes a queue place.
     """
@@ -339,6 +341,7 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
     goal_frame_timeout_s: float = 5.0
     rollout_top_k: int = 3
     use_camera_info: bool = True
+    camera_info_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
         o = "PlannerNodeConfig"
@@ -361,6 +364,7 @@ class PlannerNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _AdmissionF
         _int(o, "rollout_top_k", self.rollout_top_k, 0, 64)
         if not isinstance(self.use_camera_info, bool):
             raise ValueError(f"{o}.use_camera_info must be true or false, got {self.use_camera_info!r}")
+        _finite(o, "camera_info_wait_s", self.camera_info_wait_s, 0.0, 3600.0)
         self._check_camera(o)
         self._check_weights(o)
         self._check_contact(o)

@@ -115,6 +115,45 @@ def calibration_from_msgs(info: CameraInfo, pose: TransformStamped):
     return CameraCalibration.from_camera_info(info, T_cam_table=np.linalg.inv(T_table_cam))
 
 
+class CalibrationCache:
+    """The newest ``camera/camera_info`` + ``camera/table_pose`` as a ``CameraCalibration``, rebuilt only
+    when they change; an unusable pair is reported once through ``on_error`` (not per frame) and
+    raised as ``ValueError`` until new messages arrive. Subscriptions set :attr:`info` / :attr:`pose`."""
+
+    def __init__(self, on_new=None, on_error=None) -> None:
+        self.info: CameraInfo | None = None
+        self.pose: TransformStamped | None = None
+        self._key = None
+        self._calib = None
+        self._on_new, self._on_error = on_new, on_error
+
+    @property
+    def ready(self) -> bool:
+        return self.info is not None and self.pose is not None
+
+    def get(self):
+        """The calibration, None until both messages arrived; ``ValueError`` when they are unusable."""
+        info, pose = self.info, self.pose
+        if info is None or pose is None:
+            return None
+        t, q = pose.transform.translation, pose.transform.rotation
+        key = (tuple(info.k), tuple(info.d), info.distortion_model, info.width, info.height, info.header.frame_id,
+               pose.child_frame_id, t.x, t.y, t.z, q.x, q.y, q.z, q.w)
+        if key != self._key:
+            self._key = key
+            try:
+                self._calib = calibration_from_msgs(info, pose)
+                if self._on_new is not None:
+                    self._on_new(self._calib)
+            except ValueError as e:
+                self._calib = ValueError(f"camera/camera_info + camera/table_pose are unusable: {e}")
+                if self._on_error is not None:
+                    self._on_error(str(self._calib))
+        if isinstance(self._calib, ValueError):
+            raise self._calib
+        return self._calib
+
+
 def stroke_values(msg: PushStrokeMsg) -> tuple[float, float, float, float, float]:
     return (msg.x, msg.y, msg.theta, msg.length, msg.speed)
 

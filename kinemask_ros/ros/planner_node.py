@@ -35,6 +35,7 @@ that ask late.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -53,7 +54,7 @@ from kinemask_ros.decision import DecisionRequest, PlanCancelled, decide
 from kinemask_ros.perception import perceive
 from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import PlannerNodeConfig
-from kinemask_ros.ros.messages import (calibration_from_msgs, check_image_size, check_rgb_msg, depth_from_msg, goal_pose_from_msg,
+from kinemask_ros.ros.messages import (CalibrationCache, check_image_size, check_rgb_msg, depth_from_msg, goal_pose_from_msg,
                                        goal_xy_from_msg, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rgb_to_msg,
                                        rollout_msg, scored_candidate, stroke_to_msg)
 from kinemask_ros.ros.world_model_node import checkpoint_name, resolve_device
@@ -118,10 +119,11 @@ class PlannerNode(Node):
         self._images: OrderedDict = OrderedDict()
         self._objects: OrderedDict = OrderedDict()
         self._depths: OrderedDict = OrderedDict()  # depth images by stamp (RGB-D cameras)
-        self._info: CameraInfo | None = None
-        self._table_pose: TransformStamped | None = None
-        self._calib_key = None
-        self._calib = None  # CameraCalibration, or the ValueError saying why the camera's messages are unusable
+        self._first_image_t: float | None = None
+        self._calib = CalibrationCache(
+            on_new=lambda c: self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {c.width}x{c.height}, "
+                                                    f"camera at {np.round(c.camera_position, 3).tolist()} m in the table frame"),
+            on_error=lambda m: self.get_logger().error(m))
         self._latest: Frame | None = None
         self._frame_seq = 0
         self._goal: tuple[np.ndarray, float | None, float] | None = None  # (xy [m], yaw [rad] or None, stamp [s])
@@ -163,6 +165,8 @@ class PlannerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Image) -> None:
+        if self._first_image_t is None:
+            self._first_image_t = time.monotonic()
         try:
             check_rgb_msg(msg)
         except ValueError as e:
@@ -178,10 +182,10 @@ class PlannerNode(Node):
                 self._images.popitem(last=False)
 
     def _on_info(self, msg: CameraInfo) -> None:
-        self._info = msg
+        self._calib.info = msg
 
     def _on_table_pose(self, msg: TransformStamped) -> None:
-        self._table_pose = msg
+        self._calib.pose = msg
 
     def _on_depth(self, msg: Image) -> None:
         self._depths[_key(msg.header)] = msg
@@ -193,28 +197,23 @@ class PlannerNode(Node):
         ``camera/table_pose`` when both arrived, ``use_camera_info`` is set and the image is the
         CameraInfo's size; None = use the ``camera_*`` parameters. ``ValueError`` (naming the fix,
         logged once per cause) when those messages are unusable."""
-        info, pose = self._info, self._table_pose
-        if not self.config.use_camera_info or info is None or pose is None:
+        info = self._calib.info
+        if not self.config.use_camera_info:
+            return None
+        if not self._calib.ready:
+            # no camera stream at all (e.g. goals carrying their own images): nothing to wait for
+            waited = time.monotonic() - self._first_image_t if self._first_image_t is not None else math.inf
+            if waited < self.config.camera_info_wait_s:
+                raise ValueError(f"waiting for camera/camera_info + camera/table_pose ({waited:.1f} of camera_info_wait_s="
+                                 f"{self.config.camera_info_wait_s:g} s), then the camera_* parameters are used")
+            warn_throttled(self, self._throttle, "calib-missing", "no camera/camera_info + camera/table_pose: planning with the "
+                           "camera_* parameters (a top-down camera); publish them for any other camera")
             return None
         if (int(info.width), int(info.height)) != (width, height):
             warn_throttled(self, self._throttle, "calib-size", f"the image is {width}x{height} but camera/camera_info says "
                            f"{info.width}x{info.height}: planning with the camera_* parameters for it")
             return None
-        key = (tuple(info.k), tuple(info.d), info.distortion_model, info.width, info.height, info.header.frame_id,
-               pose.child_frame_id, pose.transform.translation.x, pose.transform.translation.y, pose.transform.translation.z,
-               pose.transform.rotation.x, pose.transform.rotation.y, pose.transform.rotation.z, pose.transform.rotation.w)
-        if key != self._calib_key:
-            try:
-                self._calib = calibration_from_msgs(info, pose)
-                self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {width}x{height}, "
-                                       f"camera {np.round(self._calib.camera_position, 3).tolist()} m above the table frame")
-            except ValueError as e:
-                self._calib = ValueError(f"camera/camera_info + camera/table_pose are unusable: {e}")
-                self.get_logger().error(str(self._calib))  # once per cause: the key changes only with new messages
-            self._calib_key = key
-        if isinstance(self._calib, ValueError):
-            raise self._calib
-        return self._calib
+        return self._calib.get()
 
     def _on_objects(self, msg: DetectedObjects) -> None:
         k = _key(msg.header)

@@ -32,7 +32,7 @@ from std_msgs.msg import String
 
 from kinemask_ros.ros.common import LATCHED_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, warn_throttled
 from kinemask_ros.ros.config import SegmentationNodeConfig
-from kinemask_ros.ros.messages import calibration_from_msgs, check_image_size, check_rgb_msg, depth_from_msg, ids_to_msg, rgb_from_msg
+from kinemask_ros.ros.messages import CalibrationCache, check_image_size, check_rgb_msg, depth_from_msg, ids_to_msg, rgb_from_msg
 from kinemask_ros.ros_convert import resize_ids, resize_rgb
 from kinemask_ros.segmentation.classical import ClassicalSegmenter
 from kinemask_ros.segmentation.core import downscale_factor
@@ -87,9 +87,7 @@ class SegmentationNode(Node):
         self._latest: Image | None = None
         self._label_override = ""
         self._depths: OrderedDict = OrderedDict()
-        self._info: CameraInfo | None = None
-        self._table_pose: TransformStamped | None = None
-        self._calib_key, self._calib = None, None
+        self._calib = CalibrationCache(on_error=lambda m: self.get_logger().error(m))
         self.frames_in = 0
         self.frames_done = 0
         self.pub_mask = self.create_publisher(Image, "segmentation/instance_mask", SENSOR_QOS)
@@ -146,28 +144,10 @@ class SegmentationNode(Node):
                 self._depths.popitem(last=False)
 
     def _on_info(self, msg: CameraInfo) -> None:
-        self._info = msg
+        self._calib.info = msg
 
     def _on_table_pose(self, msg: TransformStamped) -> None:
-        self._table_pose = msg
-
-    def _calibration(self):
-        info, pose = self._info, self._table_pose
-        if info is None or pose is None:
-            raise ValueError("backend 'rgbd' waits for camera/camera_info and camera/table_pose (the table -> camera transform)")
-        key = (tuple(info.k), tuple(info.d), info.width, info.height, info.header.frame_id, pose.child_frame_id,
-               pose.transform.translation.x, pose.transform.translation.y, pose.transform.translation.z,
-               pose.transform.rotation.x, pose.transform.rotation.y, pose.transform.rotation.z, pose.transform.rotation.w)
-        if key != self._calib_key:
-            self._calib_key = key
-            try:
-                self._calib = calibration_from_msgs(info, pose)
-            except ValueError as e:
-                self._calib = ValueError(f"camera/camera_info + camera/table_pose are unusable: {e}")
-                self.get_logger().error(str(self._calib))
-        if isinstance(self._calib, ValueError):
-            raise self._calib
-        return self._calib
+        self._calib.pose = msg
 
     def _segment_rgbd(self, msg: Image, small: np.ndarray):
         with self._lock:
@@ -177,7 +157,9 @@ class SegmentationNode(Node):
         if (dmsg.width, dmsg.height) != (msg.width, msg.height):
             raise ValueError(f"the depth image is {dmsg.width}x{dmsg.height} but the camera image is {msg.width}x{msg.height}: "
                              "publish depth registered to the colour image")
-        calib = self._calibration()
+        calib = self._calib.get()
+        if calib is None:
+            raise ValueError("backend 'rgbd' waits for camera/camera_info and camera/table_pose (the table -> camera transform)")
         if (calib.width, calib.height) != (msg.width, msg.height):
             raise ValueError(f"camera/camera_info is for {calib.width}x{calib.height} images, the camera image is {msg.width}x{msg.height}")
         depth = resize_ids(depth_from_msg(dmsg), small.shape[0], small.shape[1])  # nearest: depth is never blended
