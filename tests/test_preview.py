@@ -228,3 +228,32 @@ def test_calibrated_oblique_camera_rectified_planned_and_previewed_in_camera_pix
         o = out.fit.id_map[k]
         seen = np.argwhere(ids == o)[:, ::-1].mean(0) + 0.5
         assert np.linalg.norm(rf.tracks[0, k - 1, 0] - seen) < 6.0
+
+
+def test_target_point_maps_table_and_camera_points_to_pixels():
+    pytest.importorskip("rclpy")
+    pytest.importorskip("kinemask_ros_interfaces")
+    from geometry_msgs.msg import PointStamped
+
+    from kinemask_ros.ros.segmentation_node import point_to_pixel
+    from kinemask_ros.table_frame import CameraCalibration
+
+    cam = CameraModel(CameraConfig.oblique(320, 240, elevation_deg=50, distance=0.8))
+    calib = CameraCalibration.from_camera_model(cam)
+    msg = PointStamped()
+    msg.header.frame_id = "table"
+    msg.point.x, msg.point.y, msg.point.z = 0.05, 0.02, 0.015
+    uv = point_to_pixel(msg, calib)
+    assert np.allclose(uv, cam.project(np.array([[0.05, 0.02, 0.015]]))[0], atol=1e-6)
+    p_cam = calib.R @ np.array([0.05, 0.02, 0.015]) + calib.t  # the same point in the camera's optical frame
+    msg.header.frame_id = "camera"
+    msg.point.x, msg.point.y, msg.point.z = (float(v) for v in p_cam)
+    assert np.allclose(point_to_pixel(msg, calib), uv, atol=1e-6)
+    msg.point.z = -0.1
+    with pytest.raises(ValueError, match="in front of it"):
+        point_to_pixel(msg, calib)
+    with pytest.raises(ValueError, match="camera_info"):
+        point_to_pixel(msg, None)
+    msg.header.frame_id, msg.point.x, msg.point.y, msg.point.z = "table", 3.0, 0.0, 0.0
+    with pytest.raises(ValueError, match="outside"):
+        point_to_pixel(msg, calib)

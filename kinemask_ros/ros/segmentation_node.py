@@ -7,7 +7,10 @@ unprocessed frame, so a slow segmentation never queues frames (latest frame wins
 Publishes ``segmentation/instance_mask`` (sensor_msgs/Image mono8, same header as the camera
 image) and ``segmentation/objects`` (kinemask_ros_interfaces/DetectedObjects: mask, objects,
 ``target_id``). The target is chosen by the ``target_id`` / ``target_pixel`` / ``target_label``
-parameter, or by a label received on ``target_label`` (std_msgs/String, e.g. from the simulator).
+parameter, or by a label received on ``target_label`` (std_msgs/String, e.g. from the simulator), or
+by a point on ``target_point`` (geometry_msgs/PointStamped: a table point in frame ``table``, or a
+3-D point in the camera's optical frame; mapped to a pixel with ``camera/camera_info`` +
+``camera/table_pose``); the newest of the two topics wins.
 With ``backend`` "rgbd" each frame is segmented together with the depth image of the same stamp
 (``camera/depth/image_raw``) and the calibration from ``camera/camera_info`` + ``camera/table_pose``
 (geometry_msgs/TransformStamped, table -> camera; latched); a missing or unusable one is named in
@@ -24,7 +27,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from geometry_msgs.msg import TransformStamped
+from geometry_msgs.msg import PointStamped, TransformStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
@@ -53,12 +56,41 @@ def scaled_calibration(calib, width: int, height: int):
 from kinemask_ros_interfaces.msg import DetectedObject, DetectedObjects
 
 
-def select(seg, cfg: SegmentationNodeConfig, label_override: str = "", scale: tuple[float, float] = (1.0, 1.0)) -> tuple[int, str]:
+def point_to_pixel(msg: PointStamped, calib) -> tuple[float, float]:
+    """Camera pixel ``(u, v)`` of a ``target_point``: a point in the ``table`` frame ("" = table) [m],
+    or a 3-D point in the camera's optical frame [m, z forward] (any other ``frame_id``: the
+    camera's). ``ValueError`` naming the fix (no calibration yet, behind the camera, NaN)."""
+    from kinemask_ros.table_frame import table_to_camera_pixels
+
+    p = msg.point
+    if not all(np.isfinite([p.x, p.y, p.z])):
+        raise ValueError(f"target_point ({p.x}, {p.y}, {p.z}) is not finite")
+    if calib is None:
+        raise ValueError("target_point needs camera/camera_info + camera/table_pose to map it to a pixel")
+    if msg.header.frame_id in ("", "table"):
+        uv = table_to_camera_pixels(np.array([[p.x, p.y]]), calib, p.z)[0]
+    else:
+        if p.z <= 0:
+            raise ValueError(f"target_point in frame {msg.header.frame_id!r} has z = {p.z} m: a point in the camera's optical "
+                             "frame must be in front of it (z > 0); for a table point use frame_id 'table'")
+        uv = calib.camera_points_to_pixels(np.array([[p.x, p.y, p.z]]))[0]
+    if not np.all(np.isfinite(uv)) or not (0 <= uv[0] < calib.width and 0 <= uv[1] < calib.height):
+        raise ValueError(f"target_point maps to pixel ({uv[0]:.1f}, {uv[1]:.1f}), outside the {calib.width}x{calib.height} image")
+    return float(uv[0]), float(uv[1])
+
+
+def select(seg, cfg: SegmentationNodeConfig, label_override: str = "", scale: tuple[float, float] = (1.0, 1.0),
+           pixel_override: tuple[float, float] | None = None) -> tuple[int, str]:
     """``(target_id, status)`` for a segmentation under the node's target parameters.
 
     ``scale``: image pixels per segmentation pixel ``(sx, sy)`` (``target_pixel`` is in image pixels).
+    ``pixel_override`` (from the ``target_point`` topic, image pixels) and ``label_override`` (the
+    ``target_label`` topic) win over the parameters, the newest of the two topics first.
     """
     try:
+        if pixel_override is not None:
+            t = select_by_point(seg, (pixel_override[0] / scale[0], pixel_override[1] / scale[1]), nearest=True)
+            return t, f"target_point pixel ({pixel_override[0]:.1f}, {pixel_override[1]:.1f})" if t else "no object in the image"
         if label_override.strip():
             t = select_by_label(seg, label_override)
             return t, f"label {label_override!r}" if t else f"no object labelled {label_override!r} (labels: {[l for l in seg.labels if l]})"
@@ -86,6 +118,7 @@ class SegmentationNode(Node):
         self._lock = threading.Lock()
         self._latest: Image | None = None
         self._label_override = ""
+        self._point_override: PointStamped | None = None
         self._depths: OrderedDict = OrderedDict()
         self._calib = CalibrationCache(on_error=lambda m: self.get_logger().error(m))
         self.frames_in = 0
@@ -94,10 +127,11 @@ class SegmentationNode(Node):
         self.pub_objects = self.create_publisher(DetectedObjects, "segmentation/objects", SENSOR_QOS)
         self.create_subscription(Image, "camera/image_raw", self._on_image, SENSOR_QOS)
         self.create_subscription(String, "target_label", self._on_label, LATCHED_QOS)
+        self.create_subscription(PointStamped, "target_point", self._on_point, LATCHED_QOS)
+        self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, SENSOR_QOS)
+        self.create_subscription(TransformStamped, "camera/table_pose", self._on_table_pose, LATCHED_QOS)
         if self.config.backend == "rgbd":
             self.create_subscription(Image, "camera/depth/image_raw", self._on_depth, SENSOR_QOS)
-            self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, SENSOR_QOS)
-            self.create_subscription(TransformStamped, "camera/table_pose", self._on_table_pose, LATCHED_QOS)
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._timer = self.create_timer(1.0 / self.params.config.rate_hz, self._tick, callback_group=self._work_group)
         self.get_logger().info(f"segmentation node ready ({self.config.backend} segmenter, ids {'tracked' if self.config.track_ids else 'per frame'})")
@@ -124,7 +158,8 @@ class SegmentationNode(Node):
             self._timer.timer_period_ns = int(1e9 / new.rate_hz)
             self._timer.reset()
         if new.target_id or new.target_pixel or new.target_label:
-            self._label_override = ""  # an explicit parameter change wins over the topic
+            self._label_override = ""  # an explicit parameter change wins over the topics
+            self._point_override = None
 
     def _on_image(self, msg: Image) -> None:
         try:
@@ -166,7 +201,15 @@ class SegmentationNode(Node):
         seg = self.segmenter.segment(small, depth, scaled_calibration(calib, small.shape[1], small.shape[0]))
         return self._tracker.update(seg) if self._tracker is not None else seg
 
+    def _on_point(self, msg: PointStamped) -> None:
+        self._point_override = msg  # mapped to a pixel per frame (the calibration may arrive later)
+        self._label_override = ""
+        p = msg.point
+        self.get_logger().info(f"target point ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) in frame {msg.header.frame_id or 'table'!r} "
+                               "from the target_point topic")
+
     def _on_label(self, msg: String) -> None:
+        self._point_override = None
         self._label_override = msg.data
         self.get_logger().info(f"target label set to {msg.data!r} from the target_label topic")
 
@@ -189,7 +232,13 @@ class SegmentationNode(Node):
             warn_throttled(self, self._throttle, "segment", f"segmentation failed: {e}")
             return
         sy, sx = H / small.shape[0], W / small.shape[1]
-        target, status = select(seg, self.config, self._label_override, (sx, sy))
+        pixel = None
+        if self._point_override is not None:
+            try:
+                pixel = point_to_pixel(self._point_override, self._calib.get())
+            except ValueError as e:
+                warn_throttled(self, self._throttle, "point", f"target_point not usable: {e}")
+        target, status = select(seg, self.config, self._label_override, (sx, sy), pixel)
         mask_msg = ids_to_msg(resize_ids(seg.instance_ids, H, W) if f > 1 else seg.instance_ids, msg.header)
         out = DetectedObjects(instance_mask=mask_msg, target_id=int(target), target_status=status)
         out.header = msg.header
