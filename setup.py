@@ -41,18 +41,21 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
+    extras_require={"pusht": ["gym-pusht==0.1.8"]},  # PushT adapter/benchmark (pulls pymunk<7, pygame, shapely, opencv-python)
     entry_points={
         "console_scripts": [
             "kinemask-generate = kinemask_ros.sim_bridge.dataset:main",
             "kinemask-train = kinemask_ros.world_model.train:main",
             "kinemask-generate-objects = kinemask_ros.sim_bridge.object_dataset:main",
             "kinemask-train-objects = kinemask_ros.world_model.objects:main",
+            "kinemask-train-latent = kinemask_ros.world_model.latent:main",
             "kinemask-demo = kinemask_ros.demo:main",
             "kinemask-segmentation-node = kinemask_ros.ros.entry:segmentation_node",
             "kinemask-world-model-node = kinemask_ros.ros.entry:world_model_node",
             "kinemask-planner-node = kinemask_ros.ros.entry:planner_node",
             "kinemask-sim-bridge-node = kinemask_ros.ros.entry:sim_bridge_node",
             "kinemask-graph = kinemask_ros.ros.graph:main",
+            "kinemask-record = kinemask_ros.ros.entry:recorder_node",
             "kinemask-export-onnx = kinemask_ros.world_model.onnx_backend:main",
         ],
     },

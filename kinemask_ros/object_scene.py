@@ -147,6 +147,29 @@ def fit_to_slots(ids: np.ndarray, max_objects: int, camera: CameraModel, target_
 DISK_FILL = 1.02
 
 
+def min_area_rect_angle(points: np.ndarray, pixel_size: float = 0.0) -> float:
+    """Orientation [rad] in [-pi/4, pi/4) of the minimum-area rectangle around ``points (M, 2)``
+    (rotating calipers over the convex hull; each point stands for a pixel of ``pixel_size``)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    p = np.asarray(points, float)
+    if pixel_size > 0:  # the pixels' corners, so that small footprints still have an area
+        h = pixel_size / 2
+        p = np.concatenate([p + [h, h], p + [h, -h], p + [-h, h], p + [-h, -h]])
+    try:
+        hull = p[ConvexHull(p).vertices]
+    except (QhullError, ValueError):
+        return 0.0
+    e = np.roll(hull, -1, 0) - hull
+    ang = np.unique(np.round(np.arctan2(e[:, 1], e[:, 0]) % (math.pi / 2), 9))
+    c, s_ = np.cos(ang), np.sin(ang)
+    u = hull @ np.stack([c, s_])  # (H, A) coordinates along each candidate axis
+    v = hull @ np.stack([-s_, c])
+    area = (u.max(0) - u.min(0)) * (v.max(0) - v.min(0))
+    a = float(ang[int(np.argmin(area))])
+    return (a + math.pi / 4) % (math.pi / 2) - math.pi / 4
+
+
 @dataclass
 class ObjectScene:
     """Per-object metric geometry estimated from an instance mask (DESIGN §3 "Object scene").
@@ -167,6 +190,9 @@ class ObjectScene:
         at_border: ``(K,)`` bool, the mask touches the image border (the object may be cut:
             its pose and size are then biased towards the inside).
         pixel_size: ground size of one pixel [m] at the image centre.
+        quarter_yaw: ``(K,)`` orientation of the footprint's minimum-area rectangle modulo pi/2, in
+            [-pi/4, pi/4) (0 for disks): defined for squares too, where second moments carry no
+            direction (``yaw`` is then taken from it as well).
     """
 
     ids: np.ndarray
@@ -177,6 +203,11 @@ class ObjectScene:
     is_disk: np.ndarray
     at_border: np.ndarray
     pixel_size: float
+    quarter_yaw: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.quarter_yaw is None:
+            self.quarter_yaw = np.zeros(len(self.ids))
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -194,6 +225,7 @@ class ObjectScene:
         K = len(obj)
         poses, ext, areas, fill = np.zeros((K, 3)), np.zeros((K, 2)), np.zeros(K), np.zeros(K)
         border = np.zeros(K, bool)
+        quarter = np.zeros(K)
         for k, o in enumerate(obj):
             rows, cols = np.nonzero(a == o)
             border[k] = rows.min() == 0 or cols.min() == 0 or rows.max() == a.shape[0] - 1 or cols.max() == a.shape[1] - 1
@@ -212,12 +244,14 @@ class ObjectScene:
             else:
                 s = math.sqrt(f)  # rescale the moment rectangle to the measured area
                 ea, eb = ra * s, rb * s
-                yaw = 0.0 if lam[1] - lam[0] < 0.05 * lam[1] else math.atan2(major[1], major[0])
+                quarter[k] = min_area_rect_angle(pts, px)
+                # elongated: the major axis (precise); near-square: moments carry no direction, use the rectangle's
+                yaw = quarter[k] if lam[1] - lam[0] < 0.05 * lam[1] else math.atan2(major[1], major[0])
                 yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
             poses[k] = (c[0], c[1], yaw)
             ext[k] = (ea, eb)
             areas[k], fill[k] = area, f
-        return cls(np.array(obj, np.int64), poses, ext, areas, fill, fill > DISK_FILL, border, px)
+        return cls(np.array(obj, np.int64), poses, ext, areas, fill, fill > DISK_FILL, border, px, quarter)
 
     def distances(self, points: np.ndarray) -> np.ndarray:
         """``(..., K)`` distance [m] from table points ``(..., 2)`` to each footprint (0 inside)."""

@@ -163,6 +163,8 @@ if [ "$FORCE" = 1 ] || [ "$(stamp_value deps)" != "$DEPS_HASH" ]; then
   # while pip's default isolated build would fetch a second torch into a temporary environment.
   run_logged pip-sam2 "$VPY" -m pip install --no-build-isolation -c constraints.txt -r requirements-sam2.txt
   run_logged pip-project "$VPY" -m pip install --no-deps -e .
+  # the optional PushT extra (setup.py extras_require["pusht"]), so CI runs tests/test_pusht.py
+  run_logged pip-pusht "$VPY" -m pip install -c constraints.txt "gym-pusht==0.1.8"
   if ! cmake_ok; then
     run_logged pip-cmake "$VPY" -m pip install -c constraints.txt "cmake>=3.20"
     hash -r

@@ -325,11 +325,22 @@ def _prepare_dir(cfg: GeneratorConfig, out: Path, log) -> dict:
     return manifest
 
 
+#: fields added after datasets were written: older manifests implicitly had the canonical look
+_IMPLICIT_DEFAULTS = ("scene.look",)
+
+
 def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ between two (nested) config dicts."""
+    """Dotted names of the fields that differ between two (nested) config dicts (a field missing from
+    an older manifest counts as its default: e.g. ``scene.look``, the canonical look)."""
     keys = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)
+        if f"{prefix}{k}" in _IMPLICIT_DEFAULTS and (a is None or b is None):
+            from kinemask_ros.sim_bridge.look import LookConfig
+
+            canonical = LookConfig().to_dict()
+            if (a if a is not None else canonical) == (b if b is not None else canonical):
+                continue
         if isinstance(a, dict) and isinstance(b, dict):
             keys += _config_diff(a, b, f"{prefix}{k}.")
         elif a != b:
@@ -496,7 +507,16 @@ def config_from_args(a: argparse.Namespace) -> GeneratorConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    from kinemask_ros.sim_bridge.pusht_dataset import ENVS, env_choice
+
+    env, argv = env_choice(argv)
+    if env == "pusht":  # PushT strokes for the object-token model: same as kinemask-generate-objects --env pusht
+        from kinemask_ros.sim_bridge.pusht_dataset import main as pusht_main
+
+        return pusht_main(argv)
+    parser = build_parser()
+    parser.add_argument("--env", choices=ENVS, default="tabletop", help="tabletop (this generator) or pusht (see --env pusht --help)")
+    a = parser.parse_args(argv)
     try:
         cfg = config_from_args(a)
         generate(cfg, a.out, workers=a.workers, progress=not a.no_progress)

@@ -303,7 +303,15 @@ def load_episodes(root: str | Path, max_episodes: int | None = None) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kinemask_ros.sim_bridge.pusht_dataset import ENVS, env_choice
+
+    env, argv = env_choice(argv)
+    if env == "pusht":  # the PushT generator (sim_bridge/pusht_dataset.py) takes the rest of the flags
+        from kinemask_ros.sim_bridge.pusht_dataset import main as pusht_main
+
+        return pusht_main(argv)
     p = argparse.ArgumentParser(prog="kinemask-generate-objects", description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", choices=ENVS, default="tabletop", help="tabletop (this generator) or pusht (gym-pusht strokes; see --env pusht --help)")
     p.add_argument("--out", required=True)
     p.add_argument("--episodes", type=int, default=GeneratorConfig.num_episodes)
     p.add_argument("--seed", type=int, default=0, help=f"first episode seed (held-out data: >= {EVAL_SEED_OFFSET})")

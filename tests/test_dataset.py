@@ -422,3 +422,12 @@ def test_cli_resume_and_preview(base: Path, tmp_path: Path, capsys) -> None:
     assert total_ms == pytest.approx(CFG.scene.num_frames * 1000 / 8, abs=10 * CFG.scene.num_frames)
     texts = (out / "preview" / "texts.txt").read_text().splitlines()
     assert len(texts) == 4 and texts[0].startswith("0: the ")
+
+
+def test_manifests_written_before_looks_existed_still_resume() -> None:
+    from kinemask_ros.sim_bridge.dataset import _config_diff
+    from kinemask_ros.sim_bridge.look import LookConfig
+
+    old = {"scene": {"num_frames": 16}, "seed": 0}
+    assert _config_diff(old, {"scene": {"num_frames": 16, "look": LookConfig().to_dict()}, "seed": 0}) == []
+    assert _config_diff(old, {"scene": {"num_frames": 16, "look": LookConfig.randomized().to_dict()}, "seed": 0}) == ["scene.look"]

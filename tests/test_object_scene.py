@@ -185,3 +185,36 @@ def test_object_data_and_training_resume(tmp_path):
     train(replace(tc, steps=6))
     assert json.loads((tmp_path / "run" / "losses.json").read_text())["step"] == 6
     assert ObjectWorldModel.from_pretrained(tmp_path / "run" / "model").num_frames == 16
+
+
+def test_minimum_area_rectangle_gives_squares_an_orientation():
+    from kinemask_ros.object_scene import ObjectScene, min_area_rect_angle
+
+    cam = CameraModel(CameraConfig(width=128, height=128))
+    vv, uu = np.mgrid[0:128, 0:128]
+    xy = cam.unproject_table(np.stack([uu.ravel() + 0.5, vv.ravel() + 0.5], 1).astype(float), 0.015).reshape(128, 128, 2)
+    for yaw in (0.1, 0.5, -0.3, 0.7):
+        c, s = np.cos(yaw), np.sin(yaw)
+        lx, ly = c * xy[..., 0] + s * xy[..., 1], -s * xy[..., 0] + c * xy[..., 1]
+        ids = ((np.abs(lx) < 0.03) & (np.abs(ly) < 0.03)).astype(np.uint8)  # a square: moments say nothing
+        sc = ObjectScene.from_mask(ids, cam)
+        want = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        err = (sc.quarter_yaw[0] - want + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        assert abs(err) < np.radians(3), (yaw, sc.quarter_yaw[0])
+        assert abs((sc.poses[0, 2] - want + np.pi / 4) % (np.pi / 2) - np.pi / 4) < np.radians(3)  # yaw from it too
+    assert min_area_rect_angle(np.zeros((1, 2))) == 0.0  # a single point: no orientation, no error
+
+
+def test_expanding_an_older_models_features_keeps_its_predictions():
+    import torch
+
+    from kinemask_ros.world_model.objects import FEATURES, FEATURES_V1, ObjectTrackDenoiser, expand_features
+
+    old = ObjectTrackDenoiser(num_frames=16, feature_dim=len(FEATURES_V1), dim=32, layers=1, heads=2).eval()
+    new = expand_features(old).eval()
+    assert new.config.feature_dim == len(FEATURES)
+    x, t = torch.randn(3, 4, 45), torch.full((3,), 500.0)
+    f = torch.randn(3, 4, len(FEATURES))
+    pad = torch.zeros(3, 4, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(old(x, t, f[..., : len(FEATURES_V1)], pad), new(x, t, f, pad), atol=1e-5)

@@ -77,6 +77,11 @@ def sim_bridge_node() -> int:
     return launch(NODES["kinemask-sim-bridge-node"])
 
 
+def recorder_node() -> int:
+    """``kinemask-record``: :mod:`kinemask_ros.ros.recorder_node`."""
+    return launch("kinemask_ros.ros.recorder_node")
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in NODES:
         print(f"usage: python -m kinemask_ros.ros.entry {{{','.join(NODES)}}} [--ros-args ...]", file=sys.stderr)

@@ -34,7 +34,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,9 @@ from kinemask_ros.object_scene import ObjectScene
 from kinemask_ros.push import PushStroke
 
 FEATURES = ("x", "y", "cos2phi", "sin2phi", "a", "b", "fill", "is_disk", "at_border", "clearance", "touch_at", "first_touch",
-            "length", "speed")
+            "length", "speed", "cos4phi", "sin4phi")
+#: features of models trained before ``cos4phi``/``sin4phi`` (the minimum-area-rectangle orientation, defined for squares)
+FEATURES_V1 = FEATURES[:14]
 #: feature scales (metres / m/s -> O(1) numbers)
 POS_SCALE, SIZE_SCALE, GAP_SCALE, LEN_SCALE, SPEED_SCALE = 0.1, 0.03, 0.02, 0.1, 0.5
 #: target scales: displacement [m], rotation [rad]
@@ -90,6 +92,8 @@ def stroke_features(scene: ObjectScene, strokes: list[PushStroke], pusher_radius
     f[..., 11] = first_flag * v[:, None] / SPEED_SCALE
     f[..., 12] = (L / LEN_SCALE)[:, None]
     f[..., 13] = (v / SPEED_SCALE)[:, None]
+    q = scene.quarter_yaw[None, :] - theta[:, None]  # the footprint's rectangle, modulo pi/2: squares included
+    f[..., 14], f[..., 15] = np.cos(4 * q) * oriented, np.sin(4 * q) * oriented
     return f
 
 
@@ -140,9 +144,22 @@ class ObjectTrackDenoiser(ModelMixin, ConfigMixin):
         return self.out(h)
 
 
-def write_meta(path: Path, pusher_radius: float = 0.012) -> None:
+def expand_features(model: "ObjectTrackDenoiser") -> "ObjectTrackDenoiser":
+    """The same function on all of :data:`FEATURES`: a model trained on a prefix of them gets zero
+    input weights for the new ones (its predictions are unchanged until training uses them)."""
+    old = int(model.config.feature_dim)
+    c = model.config
+    new = ObjectTrackDenoiser(num_frames=c.num_frames, feature_dim=len(FEATURES), dim=c.dim, layers=c.layers, heads=c.heads)
+    sd = model.state_dict()
+    w = sd["inp.0.weight"]  # (dim, old + D): features first, then x
+    sd["inp.0.weight"] = torch.cat([w[:, :old], torch.zeros(w.shape[0], len(FEATURES) - old, dtype=w.dtype), w[:, old:]], 1)
+    new.load_state_dict(sd)
+    return new
+
+
+def write_meta(path: Path, pusher_radius: float = 0.012, features: tuple[str, ...] = FEATURES) -> None:
     """``object_model.json`` beside the denoiser: what the features assume (pusher radius, feature names)."""
-    (Path(path) / "object_model.json").write_text(json.dumps({"pusher_radius": float(pusher_radius), "features": list(FEATURES)}, indent=1))
+    (Path(path) / "object_model.json").write_text(json.dumps({"pusher_radius": float(pusher_radius), "features": list(features)}, indent=1))
 
 
 class ObjectWorldModel:
@@ -153,6 +170,8 @@ class ObjectWorldModel:
         self.pusher_radius = float(pusher_radius)
         self.num_frames = int(denoiser.config.num_frames)
         self.scheduler = scheduler or FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+        #: the feature names the denoiser was trained on (a prefix of :data:`FEATURES` for older models)
+        self.features = FEATURES[: int(denoiser.config.feature_dim)]
 
     @property
     def device(self) -> torch.device:
@@ -164,12 +183,17 @@ class ObjectWorldModel:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not an object world model (no config.json); train one with kinemask-train-objects")
         meta = json.loads((path / "object_model.json").read_text()) if (path / "object_model.json").is_file() else {}
-        return cls(ObjectTrackDenoiser.from_pretrained(path), meta.get("pusher_radius", 0.012), device=device)
+        model = cls(ObjectTrackDenoiser.from_pretrained(path), meta.get("pusher_radius", 0.012), device=device)
+        model.features = tuple(meta.get("features", FEATURES_V1))[: int(model.denoiser.config.feature_dim)]
+        unknown = sorted(set(model.features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"{path} was trained with features {unknown} this version does not compute; use a matching kinemask_ros")
+        return model
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         self.denoiser.save_pretrained(path)
-        write_meta(path, self.pusher_radius)
+        write_meta(path, self.pusher_radius, self.features)
 
     @torch.no_grad()
     def predict(self, scene: ObjectScene, strokes: list[PushStroke], num_samples: int = 2, num_inference_steps: int = 8,
@@ -180,6 +204,8 @@ class ObjectWorldModel:
         if N == 0 or K == 0:
             return out
         f = stroke_features(scene, strokes, self.pusher_radius) if features is None else features
+        if f.shape[-1] != len(self.features):  # a model trained on fewer features: give it those
+            f = f[..., [FEATURES.index(n) for n in self.features]]
         dev = self.device
         feats = torch.from_numpy(np.repeat(f, S, 0)).to(dev)  # (N*S, K, F)
         pad = torch.zeros(N * S, K, dtype=torch.bool, device=dev)
@@ -211,6 +237,10 @@ class ObjectTrainConfig:
         dim, layers, heads: transformer size.
         ckpt_every: steps between resumable checkpoints (``state_objects.pt``) and exports.
         device: "cpu" or "cuda"; threads: torch CPU threads (0 = default).
+        init_from: fine-tune: start from these weights (an object model directory, or a checkpoint
+            directory with ``objects/``, e.g. the embedded one); its ``dim``/``layers``/``heads``
+            are used. ``kinemask-train-objects --init-from`` without ``--lr`` uses ``FINETUNE_LR``.
+            A resumed run (``state_objects.pt`` in ``out``) continues from its own state instead.
     """
 
     data: str = "data/objects"
@@ -228,6 +258,7 @@ class ObjectTrainConfig:
     device: str = "cpu"
     threads: int = 0
     max_episodes: int = 0
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "dim", "layers", "heads", "ckpt_every"):
@@ -278,11 +309,29 @@ def episode_tokens(data: dict[str, np.ndarray], resolutions: tuple[int, ...], pu
     return {"features": feats, "targets": targ, "pad": pad}
 
 
+#: default learning rate of ``kinemask-train-objects --init-from`` (fine-tuning; from scratch: ``ObjectTrainConfig.lr``)
+FINETUNE_LR = 2e-4
+
+
+def resolve_object_model(path: str | Path) -> Path:
+    """An object model directory from itself or from a checkpoint directory holding ``objects/``."""
+    p = Path(path)
+    for c in (p, p / "objects", p / "model"):
+        if (c / "config.json").is_file() and json.loads((c / "config.json").read_text()).get("_class_name") == "ObjectTrackDenoiser":
+            return c
+    raise FileNotFoundError(f"{p} is neither an object model directory (config.json of an ObjectTrackDenoiser) nor a checkpoint "
+                            "with objects/ (e.g. kinemask_ros/checkpoints/kinemask_embedded) or a run with model/")
+
+
 def train(tc: ObjectTrainConfig) -> Path:
     """Run (or resume) training; exports the EMA model to ``out/model`` every ``ckpt_every`` steps."""
     from kinemask_ros.sim_bridge.object_dataset import load_episodes
     from kinemask_ros.world_model.train import _Run, flow_match_pair
 
+    init = resolve_object_model(tc.init_from) if tc.init_from else None
+    if init is not None:  # fine-tuning: the architecture is the initial model's
+        ic = json.loads((init / "config.json").read_text())
+        tc = replace(tc, dim=int(ic["dim"]), layers=int(ic["layers"]), heads=int(ic["heads"]))
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(tc), indent=1))
@@ -290,7 +339,7 @@ def train(tc: ObjectTrainConfig) -> Path:
         torch.set_num_threads(tc.threads)
     device = torch.device(tc.device)
     shards = len(list(Path(tc.data).glob("shard_*.npz")))
-    cache = out / f"tokens_{shards}shards_{tc.max_episodes}.npz"  # a grown dataset gets new tokens
+    cache = out / f"tokens_{shards}shards_{tc.max_episodes}_f{len(FEATURES)}.npz"  # a grown dataset / new features get new tokens
     if cache.exists():
         tok = dict(np.load(cache))
     else:
@@ -298,7 +347,14 @@ def train(tc: ObjectTrainConfig) -> Path:
         tok = episode_tokens(data, tc.resolutions, rng=np.random.default_rng(tc.seed))
         np.savez(cache, **tok)
     T = tok["targets"].shape[-1] // 3 + 1
-    model = ObjectTrackDenoiser(num_frames=T, dim=tc.dim, layers=tc.layers, heads=tc.heads)
+    if init is not None:
+        model = ObjectTrackDenoiser.from_pretrained(init)
+        if int(model.config.num_frames) != T:
+            raise ValueError(f"--init-from model predicts {model.config.num_frames} frames, the data has {T}")
+        if int(model.config.feature_dim) < len(FEATURES):
+            model = expand_features(model)
+    else:
+        model = ObjectTrackDenoiser(num_frames=T, dim=tc.dim, layers=tc.layers, heads=tc.heads)
     run = _Run("objects", model, tc.lr, tc.steps, tc, device)  # EMA, resumable state_objects.pt, warm-up + cosine
     if run.step:
         print(f"resumed at step {run.step}", file=sys.stderr)
@@ -339,14 +395,25 @@ def train(tc: ObjectTrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kinemask_ros.sim_bridge.pusht_dataset import ENVS, env_choice
+
+    env, argv = env_choice(argv)
+    if env == "pusht":  # same denoiser, loss and run machinery with the PushT token (world_model/pusht_model.py)
+        from kinemask_ros.world_model.pusht_model import main as pusht_main
+
+        return pusht_main(argv)
     p = argparse.ArgumentParser(prog="kinemask-train-objects", description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", choices=ENVS, default="tabletop", help="tabletop (this trainer) or pusht (see --env pusht --help)")
     for f in ObjectTrainConfig.__dataclass_fields__.values():
         if f.name == "resolutions":
             p.add_argument("--resolutions", type=int, nargs="+", default=list(f.default))
         else:
             p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     a = vars(p.parse_args(argv))
+    a.pop("env")
     a["resolutions"] = tuple(a["resolutions"])
+    if a["init_from"] and not any(x == "--lr" or x.startswith("--lr=") for x in (sys.argv[1:] if argv is None else argv)):
+        a["lr"] = FINETUNE_LR  # fine-tuning: a lower default learning rate
     try:
         train(ObjectTrainConfig(**a))
     except (ValueError, FileNotFoundError) as e:
