@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from importlib import metadata
 
@@ -154,6 +155,16 @@ def test_generate_cli_env_pusht(tmp_path):
     assert a["tracks"].shape[1:] == (9, 3) and len(a["strokes"]) >= 10
     assert np.array_equal(a["tracks"][:len(b["tracks"])], b["tracks"])  # same seeds, same strokes
     assert (np.linalg.norm(a["tracks"][:, -1, :2] - a["tracks"][:, 0, :2], axis=1) > 1).mean() > 0.5
+    # the same command and pipeline as the tabletop model: kinemask-train-objects --env pusht, resumable
+    from kinemask_ros.world_model.objects import main as train_main
+
+    run = tmp_path / "run"
+    args = ["--env", "pusht", "--data", str(tmp_path / "a"), "--out", str(run), "--batch", "4", "--dim", "32", "--layers", "1",
+            "--ckpt-every", "2", "--threads", "1"]
+    assert train_main(args + ["--steps", "2"]) == 0
+    assert train_main(args + ["--steps", "4"]) == 0  # resumes at step 2
+    losses = json.loads((run / "losses.json").read_text())
+    assert losses["step"] == 4 and len(losses["loss"]) == 4 and (run / "model" / "config.json").is_file()
 
 
 def test_world_model_beats_no_motion_on_held_out_strokes():

@@ -326,7 +326,7 @@ def resolve_object_model(path: str | Path) -> Path:
 def train(tc: ObjectTrainConfig) -> Path:
     """Run (or resume) training; exports the EMA model to ``out/model`` every ``ckpt_every`` steps."""
     from kinemask_ros.sim_bridge.object_dataset import load_episodes
-    from kinemask_ros.world_model.train import _Run, flow_match_pair
+    from kinemask_ros.world_model.train import _Run
 
     init = resolve_object_model(tc.init_from) if tc.init_from else None
     if init is not None:  # fine-tuning: the architecture is the initial model's
@@ -360,23 +360,39 @@ def train(tc: ObjectTrainConfig) -> Path:
         print(f"resumed at step {run.step}", file=sys.stderr)
     feats, targ, pad = (torch.from_numpy(tok[k]) for k in ("features", "targets", "pad"))
     keep = ~pad.all(1)
-    feats, targ, pad = feats[keep], targ[keep], pad[keep]
-    n = len(feats)
+    return fit_tokens(run, model, feats[keep], targ[keep], pad[keep], tc, out, "object model", write_meta)
+
+
+def fit_tokens(run, model: ObjectTrackDenoiser, feats: torch.Tensor, targ: torch.Tensor, pad: torch.Tensor, tc, out: Path, desc: str,
+               write_meta_fn, extra: dict | None = None) -> Path:
+    """The rectified-flow loop every object-token model trains with (tabletop, PushT).
+
+    ``feats (N, K, F)``, ``targ (N, K, D)``, ``pad (N, K)`` (True = padding: out of attention and of
+    the loss); token order is shuffled per batch, so the model cannot rely on slot positions.
+    ``run`` is a resumable :class:`~kinemask_ros.world_model.train._Run`; every ``tc.ckpt_every``
+    steps its state is saved and the EMA model exported to ``out/model`` (``write_meta_fn`` adds
+    the model's meta file there), with ``losses.json`` (+ ``extra``).
+    """
     from tqdm import tqdm
+
+    from kinemask_ros.world_model.train import flow_match_pair
+
+    device = next(model.parameters()).device
+    n = len(feats)
 
     def save() -> None:
         run.save_state()
         run.export(out / "model")
-        write_meta(out / "model")
-        (out / "losses.json").write_text(json.dumps({"step": run.step, "loss": run.losses[-200:], "mean_last_200": float(np.mean(run.losses[-200:]))}))
+        write_meta_fn(out / "model")
+        (out / "losses.json").write_text(json.dumps({"step": run.step, "loss": run.losses[-200:],
+                                                     "mean_last_200": float(np.mean(run.losses[-200:])), **(extra or {})}))
 
-    bar = tqdm(total=tc.steps, initial=run.step, desc="object model", file=sys.stderr)
+    bar = tqdm(total=tc.steps, initial=run.step, desc=desc, file=sys.stderr, mininterval=5)
     t0 = time.perf_counter()
     model.train()
     while run.step < tc.steps:
         idx = torch.from_numpy(run.rng.integers(0, n, tc.batch))
         f, x0, p = feats[idx].to(device), targ[idx].to(device), pad[idx].to(device)
-        # random token order: the model must not rely on slot positions
         perm = torch.from_numpy(np.argsort(run.rng.random((tc.batch, f.shape[1])), 1)).to(device)
         f, x0 = (torch.gather(a, 1, perm[..., None].expand_as(a)) for a in (f, x0))
         p = torch.gather(p, 1, perm)

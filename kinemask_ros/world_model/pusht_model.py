@@ -29,7 +29,6 @@ import copy
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,10 +250,8 @@ class PushTTrainConfig:
 
 def train(tc: PushTTrainConfig) -> Path:
     """Run (or resume) training; exports the EMA model to ``out/model`` every ``ckpt_every`` steps."""
-    from tqdm import tqdm
-
     from kinemask_ros.sim_bridge.pusht_dataset import load_pusht
-    from kinemask_ros.world_model.train import _Run, flow_match_pair
+    from kinemask_ros.world_model.train import _Run
 
     out = Path(tc.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,32 +276,10 @@ def train(tc: PushTTrainConfig) -> Path:
     n = len(feats)
     n_val = min(2048, n // 20)
     n_tr = n - n_val
-    pad = torch.zeros(tc.batch, 1, dtype=torch.bool, device=device)
+    from kinemask_ros.world_model.objects import fit_tokens
 
-    def save() -> None:
-        run.save_state()
-        run.export(out / "model")
-        write_meta(out / "model")
-        (out / "losses.json").write_text(json.dumps({"step": run.step, "loss": run.losses[-200:], "mean_last_200": float(np.mean(run.losses[-200:])),
-                                                     "train_episodes": n_tr}))
-
-    bar = tqdm(total=tc.steps, initial=run.step, desc="pusht model", file=sys.stderr, mininterval=5)
-    t0 = time.perf_counter()
-    model.train()
-    while run.step < tc.steps:
-        idx = torch.from_numpy(run.rng.integers(0, n_tr, tc.batch))
-        f, x0 = feats[idx].to(device), targ[idx].to(device)
-        x_s, t, target = flow_match_pair(x0, run.gen)
-        loss = ((model(x_s, t, f, pad) - target) ** 2).mean()
-        run.update(loss)
-        bar.update()
-        if run.step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(run.losses[-50:]):.4f}")
-        if run.step % tc.ckpt_every == 0 or run.step == tc.steps:
-            save()
-    bar.close()
-    print(f"trained to step {run.step} in {time.perf_counter() - t0:.0f} s this run; model in {out / 'model'}", file=sys.stderr)
-    return out / "model"
+    return fit_tokens(run, model, feats[:n_tr], targ[:n_tr], torch.zeros(n_tr, feats.shape[1], dtype=torch.bool), tc, out,
+                      "pusht model", lambda d: write_meta(d), {"train_episodes": n_tr})
 
 
 def main(argv: list[str] | None = None) -> int:
