@@ -67,8 +67,11 @@ class KineMaskPipeline:
     """Batched, few-step imagination of pushes. Build with :meth:`from_pretrained`."""
 
     def __init__(self, config: WorldModelConfig, track_model: TrackDenoiser, video_model: VideoDenoiser | None = None,
-                 scheduler: FlowMatchEulerDiscreteScheduler | None = None, object_model=None):
+                 scheduler: FlowMatchEulerDiscreteScheduler | None = None, object_model=None, latent_video=None):
         self.config = config
+        #: optional :class:`~kinemask_ros.world_model.latent.LatentVideoModel` (autoencoder + latent
+        #: KineMask video denoiser at its own resolution, e.g. 64x64): :meth:`imagine_video`
+        self.latent_video = latent_video
         #: optional :class:`~kinemask_ros.world_model.objects.ObjectWorldModel` (v2 track stage: object
         #: tokens, SE(2) tracks, any number of objects); when present the planners imagine with it
         self.object_model = object_model
@@ -95,16 +98,19 @@ class KineMaskPipeline:
             self.video_model.to(device)
         if self.object_model is not None:
             self.object_model.denoiser.to(device)
+        if self.latent_video is not None:
+            self.latent_video.to(device)
         return self
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        load_video: bool = True, load_objects: bool = True) -> "KineMaskPipeline":
+                        load_video: bool = True, load_objects: bool = True, load_latent_video: bool = True) -> "KineMaskPipeline":
         """Load from a run/checkpoint directory (default: the embedded checkpoint).
 
         ``objects/`` (when present and ``load_objects``) is the object-token track model, which
         then replaces the raster track model for imagining candidates (``load_objects=False``
-        keeps the raster one, e.g. for ablations).
+        keeps the raster one, e.g. for ablations). ``vae/`` + ``latent_video/`` (when present and
+        ``load_latent_video``) are the latent video model used by :meth:`imagine_video`.
         """
         root = Path(path) if path is not None else EMBEDDED_CHECKPOINT
         _check_dir(root, "directory")
@@ -121,7 +127,29 @@ class KineMaskPipeline:
             from kinemask_ros.world_model.objects import ObjectWorldModel
 
             objects = ObjectWorldModel.from_pretrained(root / "objects")
-        return cls(config, track, video, object_model=objects).to(device)
+        latent = None
+        if load_latent_video and (root / "latent_video").exists():
+            from kinemask_ros.world_model.latent import LatentVideoModel
+
+            latent = LatentVideoModel.from_pretrained(root)
+        return cls(config, track, video, object_model=objects, latent_video=latent).to(device)
+
+    def imagine_video(self, image: torch.Tensor, instance_mask: torch.Tensor, velocities: torch.Tensor | None = None,
+                      driver: torch.Tensor | None = None, video_mode: str = "generate", **kwargs):
+        """Videos + object masks from the latent video model, at *its* resolution (e.g. 64x64).
+
+        ``video_mode``: ``"generate"`` (KineMask: first-frame velocity mask only), ``"refine"`` or
+        ``"draft"`` (both from this pipeline's raster track model, run on down-sampled inputs).
+        Shapes and the other arguments: :class:`~kinemask_ros.world_model.latent.LatentVideoPipeline`.
+        Returns a :class:`~kinemask_ros.world_model.latent.LatentVideoOutput`.
+        """
+        if self.latent_video is None:
+            raise ValueError("this checkpoint has no latent video model (vae/ + latent_video/); train one with "
+                             "`kinemask-train-latent` or use __call__(return_video=True) for the raster video model")
+        from kinemask_ros.world_model.latent import LatentVideoPipeline
+
+        return LatentVideoPipeline(self.latent_video, track_pipeline=self)(image, instance_mask, velocities, driver,
+                                                                           video_mode=video_mode, **kwargs)
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, image: torch.Tensor, instance_mask: torch.Tensor, velocities: torch.Tensor | None,
