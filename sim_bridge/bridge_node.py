@@ -161,7 +161,7 @@ class SimBridgeNode(Node):
 
     def _render(self) -> None:
         """The scene's clean RGB-D frame (sensor noise is added per published frame)."""
-        self._rgb, _, self._depth = self.env.scene.render_rgbd(noise=False)
+        self._rgb, self._ids, self._depth = self.env.scene.render_rgbd(noise=False)
 
     def _reset(self, seed: int | None = None) -> str:
         with self._lock:
@@ -174,7 +174,7 @@ class SimBridgeNode(Node):
         return desc
 
     def _describe(self) -> str:
-        names = [self.env.scene.visible_name(i + 1) for i in range(len(self.env.objects))]
+        names = [self.env.scene.visible_name(i + 1, self._rgb, self._ids) for i in range(len(self.env.objects))]
         g = self.env.goal
         target = names[self.env.target - 1]
         same = names.count(target) - 1
@@ -184,7 +184,7 @@ class SimBridgeNode(Node):
     def _publish_goal(self) -> None:
         with self._lock:
             g = self.env.goal
-            label = self.env.scene.visible_name(self.env.target)  # the colour the camera sees under the look
+            label = self.env.scene.visible_name(self.env.target, self._rgb, self._ids)  # the colour the camera sees
         msg = PointStamped(header=self._header("table"))
         msg.point.x, msg.point.y = float(g[0]), float(g[1])
         self.pub_label.publish(String(data=label))

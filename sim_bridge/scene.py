@@ -405,16 +405,22 @@ class TabletopScene:
         for i, (b, spec) in enumerate(zip(self._bodies, self._objects)):
             pb.changeVisualShape(b, -1, rgbaColor=[*look.object_color(i + 1, PALETTE[spec.color]), 1], physicsClientId=self._client)
 
-    def visible_name(self, instance_id: int) -> str:
+    def visible_name(self, instance_id: int, rgb: np.ndarray | None = None, ids: np.ndarray | None = None) -> str:
         """How a person would name object ``instance_id`` (1-based) in the image: its colour under the
         current look (the generic colour-naming rule of :mod:`kinemask_ros.segmentation.colors`) and
-        its shape, e.g. "teal box" -> "cyan box"; the palette name for the canonical look."""
+        its shape, e.g. "cyan box"; the palette name for the canonical look. With a rendered frame
+        (``rgb (H, W, 3)`` uint8 + ``ids (H, W)``) the colour is that of the object's pixels as the
+        camera sees them (light and shading included: what a segmenter names), else its albedo."""
         spec = self._objects[instance_id - 1]
         if self._look.is_canonical or self._look.object_rgb is None:
             return spec.name
         from kinemask_ros.segmentation.colors import color_name
 
-        return f"{color_name(self._look.object_color(instance_id, PALETTE[spec.color]))} {spec.shape}"
+        if rgb is not None and ids is not None and (np.asarray(ids) == instance_id).any():
+            c = np.asarray(rgb)[np.asarray(ids) == instance_id].reshape(-1, 3).mean(0) / 255.0
+        else:
+            c = self._look.object_color(instance_id, PALETTE[spec.color])
+        return f"{color_name(c)} {spec.shape}"
 
     def sample_look(self, rng: np.random.Generator) -> Look:
         """Draw a look from ``config.look`` with ``rng`` (nothing is drawn for the canonical config), apply it, return it."""

@@ -45,6 +45,10 @@ from kinemask_ros.segmentation.tracking import IdTracker, TrackedSegmenter
 _KEEP_DEPTH = 16
 
 
+def _key(header) -> tuple[int, int]:
+    return (int(header.stamp.sec), int(header.stamp.nanosec))
+
+
 def scaled_calibration(calib, width: int, height: int):
     """The calibration of the same camera for an image resized to ``width x height`` (K scaled)."""
     from kinemask_ros.table_frame import CameraCalibration
@@ -120,6 +124,7 @@ class SegmentationNode(Node):
         self._label_override = ""
         self._point_override: PointStamped | None = None
         self._depths: OrderedDict = OrderedDict()
+        self._recent: OrderedDict = OrderedDict()  # rgbd: the last camera frames by stamp
         self._calib = CalibrationCache(on_error=lambda m: self.get_logger().error(m))
         self.frames_in = 0
         self.frames_done = 0
@@ -171,10 +176,14 @@ class SegmentationNode(Node):
         with self._lock:
             self._latest = msg  # newest frame wins; the timer does the work
             self.frames_in += 1
+            if self.config.backend == "rgbd":  # its depth may come a little later: keep a few to pair by stamp
+                self._recent[_key(msg.header)] = msg
+                while len(self._recent) > _KEEP_DEPTH:
+                    self._recent.popitem(last=False)
 
     def _on_depth(self, msg: Image) -> None:
         with self._lock:
-            self._depths[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+            self._depths[_key(msg.header)] = msg
             while len(self._depths) > _KEEP_DEPTH:
                 self._depths.popitem(last=False)
 
@@ -186,7 +195,7 @@ class SegmentationNode(Node):
 
     def _segment_rgbd(self, msg: Image, small: np.ndarray):
         with self._lock:
-            dmsg = self._depths.get((msg.header.stamp.sec, msg.header.stamp.nanosec))
+            dmsg = self._depths.get(_key(msg.header))
         if dmsg is None:
             raise ValueError("no depth image with this camera image's stamp on camera/depth/image_raw (backend 'rgbd')")
         if (dmsg.width, dmsg.height) != (msg.width, msg.height):
@@ -213,9 +222,33 @@ class SegmentationNode(Node):
         self._label_override = msg.data
         self.get_logger().info(f"target label set to {msg.data!r} from the target_label topic")
 
-    def _tick(self) -> None:
+    def _next_frame(self) -> Image | None:
+        """The newest unprocessed camera frame; for "rgbd" the newest one whose depth has arrived
+        (older ones are dropped: the latest frame wins)."""
         with self._lock:
-            msg, self._latest = self._latest, None
+            if self.config.backend != "rgbd":
+                msg, self._latest = self._latest, None
+                return msg
+            both = [k for k in self._recent if k in self._depths]
+            if not both:
+                if self._latest is not None and len(self._recent) >= _KEEP_DEPTH:
+                    self._latest = None
+                    raise ValueError("no depth image with the stamp of any of the last camera images on camera/depth/image_raw "
+                                     "(backend 'rgbd'): publish registered depth with the colour image's stamp")
+                return None
+            k = max(both)
+            msg = self._recent[k]
+            for old in [x for x in self._recent if x <= k]:
+                del self._recent[old]
+            self._latest = None
+            return msg
+
+    def _tick(self) -> None:
+        try:
+            msg = self._next_frame()
+        except ValueError as e:
+            warn_throttled(self, self._throttle, "segment", f"segmentation failed: {e}")
+            return
         if msg is None:
             return
         try:
