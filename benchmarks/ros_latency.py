@@ -275,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: dict) -> str:
     m, L, D = r["machine"], r["latency_s"], r["planner_decision_latency_s"]
     pp = r["graph_parameters"]["planner"]
+    sb = r["graph_parameters"].get("sim_bridge", {})
+    seg = r["graph_parameters"].get("segmentation", {})
+    cam = (f"{sb.get('image_width', 32)}x{sb.get('image_height', 32)} rgb8"
+           + (f", oblique {sb.get('camera_elevation_deg')} deg from {sb.get('camera_distance')} m" if sb.get("camera_distance") else "")
+           + (f", depth, look {sb.get('look')}" if sb.get("look", "canonical") != "canonical" else "")
+           + (f"; segmentation backend {seg.get('backend')}" if seg.get("backend", "classical") != "classical" else ""))
     lines = [
         "# ROS 2 end-to-end latency: camera frame -> scored candidates",
         "",
@@ -282,7 +288,7 @@ def markdown(r: dict) -> str:
         f"rclpy {m['rclpy']} (pip wheels, Fast DDS). Load average before/after: "
         f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} (other jobs were running on this machine).",
         "",
-        f"Graph: `kinemask-graph` (sim mode) - sim bridge (camera {r['camera_rate_hz']:g} Hz, 32x32 rgb8) -> segmentation -> planner "
+        f"Graph: `kinemask-graph` (sim mode) - sim bridge (camera {r['camera_rate_hz']:g} Hz, {cam}) -> segmentation -> planner "
         f"(world model in-process, checkpoint `{r['checkpoint']}`, CPU, {pp['method']} {pp['num_candidates']} candidates x "
         f"{pp['iterations']} iterations x {pp['num_samples']} samples, frames for the top {pp['rollout_top_k']}) + world-model node. "
         f"Measured {r['duration_s']:.0f} s after a {r['warmup_s']:.0f} s warm-up; start-up to first decision {r['startup_to_first_decision_s']:.1f} s.",
