@@ -159,7 +159,9 @@ def draw_path(frames: np.ndarray, stroke: PushStroke, mapping: CameraMapping, wi
     uv = mapping.to_pixels(pts)
     uv = uv[np.all(np.isfinite(uv), 1)]
     H, W = frames.shape[1:3]
-    for colour, w in ((PATH_EDGE_RGB, width_px + 1), (PATH_RGB, width_px)):
+    # a dark edge keeps the path visible on light tables; small images get the bare line
+    layers = ((PATH_EDGE_RGB, width_px + 1), (PATH_RGB, width_px)) if W >= 128 else ((PATH_RGB, width_px),)
+    for colour, w in layers:
         for dx in range(-(w // 2), w - w // 2):
             for dy in range(-(w // 2), w - w // 2):
                 c = np.floor(uv[:, 0]).astype(int) + dx
