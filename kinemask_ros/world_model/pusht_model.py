@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from kinemask_ros.envs.pusht import AGENT_RADIUS, COG, KEYPOINTS_LOCAL, cog_of, local_distance, rot, to_local, wrap
+from kinemask_ros.envs.pusht import AGENT_RADIUS, COG, KEYPOINTS_LOCAL, closest_local, cog_of, local_distance, rot, to_local, wrap
 from kinemask_ros.push import PushStroke
 from kinemask_ros.world_model.objects import ObjectTrackDenoiser
 
@@ -81,7 +81,7 @@ def pusht_features(pose: np.ndarray, strokes: np.ndarray) -> np.ndarray:
     first = np.where(touched, touch.argmax(1), dist.argmin(1))
     at = s[first]
     cpt = local[np.arange(N), first]  # agent centre at first touch, body frame
-    contact = _closest_on_t(cpt)
+    contact = closest_local(cpt)  # the T's outline point nearest the pusher at first touch (body frame)
     depth = np.where(touched, (1.0 - at) * L, 0.0)
     f = np.zeros((N, 1, len(FEATURES)), np.float32)
     f[:, 0, 0:2] = rel / POS_SCALE
@@ -97,19 +97,6 @@ def pusht_features(pose: np.ndarray, strokes: np.ndarray) -> np.ndarray:
 
 def to_world_many(pose: np.ndarray, local: np.ndarray) -> np.ndarray:
     return np.einsum("nij,mj->nmi", rot(pose[:, 2]), local) + pose[:, None, :2]
-
-
-def _closest_on_t(p: np.ndarray) -> np.ndarray:
-    """Closest point ``(N, 2)`` of the T (body frame) to body-frame points ``(N, 2)`` (outside the T)."""
-    from kinemask_ros.envs.pusht import RECTS
-
-    best, out = np.full(len(p), np.inf), np.zeros_like(p)
-    for cx, cy, hx, hy in RECTS:
-        q = np.stack([np.clip(p[:, 0], cx - hx, cx + hx), np.clip(p[:, 1], cy - hy, cy + hy)], 1)
-        dd = np.linalg.norm(q - p, axis=1)
-        better = dd < best
-        best[better], out[better] = dd[better], q[better]
-    return out
 
 
 def pusht_targets(tracks: np.ndarray, strokes: np.ndarray) -> np.ndarray:
