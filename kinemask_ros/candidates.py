@@ -95,6 +95,7 @@ class ObjectCentricActions:
             lateral = p1 * cfg.max_lateral * max(self.support(n), 1e-3)
             start = self.center - back * d + lateral * n
             length = b.length_range[0] + (p2 + 1) / 2 * (b.length_range[1] - b.length_range[0]) + (back - self.support(-d) - cfg.pusher_radius)
+            length = min(length, b.length_range[1])  # the approach gap counts towards the trained length
             speed = b.speed_range[0] + (p3 + 1) / 2 * (b.speed_range[1] - b.speed_range[0])
             out.append(PushStroke(float(start[0]), float(start[1]), float(theta), float(length), float(speed)))
         return out

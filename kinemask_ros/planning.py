@@ -313,6 +313,7 @@ class PushPlanner:
         if warm_start is not None:
             init[0] = np.clip(np.asarray(warm_start, float), -1, 1)
         mpp = 1.0 / self.camera.pixels_per_metre(cfg.candidates.object_height / 2)
+        bounds = cfg.candidates.push_bounds
         log: list[tuple[np.ndarray, list[PushStroke], Imagined, Scores]] = []
 
         def cost_fn(params: np.ndarray) -> np.ndarray:
@@ -320,6 +321,10 @@ class PushPlanner:
             im = dynamics(strokes)
             sc = score_tracks(im.tracks, target_id, goal, mpp, (H, W), np.array([s.length for s in strokes]), cfg.score, im.present,
                               im.poses)
+            for i, st in enumerate(strokes):  # the service's rule: a stroke outside the trained box is never a candidate
+                why = bounds.violation(st)
+                if why:
+                    sc.total[i], sc.valid[i], sc.reasons[i] = np.inf, False, why
             log.append((np.clip(params, -1, 1), strokes, im, sc))
             return sc.total
 

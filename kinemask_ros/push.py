@@ -61,6 +61,10 @@ class PushStroke:
         return cls(*(float(v) for v in a))
 
 
+BOUND_TOLERANCE = 1e-6
+"""Relative slack of :meth:`PushBounds.violation` (float32 keeps ~7 digits; its rounding is < 6e-8)."""
+
+
 @dataclass(frozen=True)
 class PushBounds:
     """Box of legal strokes; maps the normalised action ``[-1, 1]^5`` to strokes and back."""
@@ -83,6 +87,8 @@ class PushBounds:
         """``""`` when ``stroke`` lies inside the box, else a reason naming the field, the limit and
         the parameter that sets it (``params`` maps ``"length_range"`` etc. to parameter names).
 
+        Values within :data:`BOUND_TOLERANCE` (relative) of a limit count as inside: a stroke the
+        planner put on the boundary comes back through a ``float32`` message a rounding step outside.
         ``theta`` must lie in ``[-2 pi, 2 pi]`` (larger angles are almost surely a unit mistake,
         and beyond ~1e16 rad a float no longer holds a direction). ``workspace`` (half-size [m],
         optional) also bounds the stroke's end point, so a stroke cannot leave the table.
@@ -91,7 +97,9 @@ class PushBounds:
         for name, key in (("x", "x_range"), ("y", "y_range"), ("length", "length_range"), ("speed", "speed_range")):
             lo, hi = getattr(self, key)
             v = float(getattr(stroke, name))
-            if not lo <= v <= hi:
+            # a stroke on the boundary survives a float32 message round trip (0.03 -> 0.0299999993)
+            tol = BOUND_TOLERANCE * max(1.0, abs(lo), abs(hi))
+            if not lo - tol <= v <= hi + tol:
                 unit = "m/s" if name == "speed" else "m"
                 return (f"{name}={v:g} {unit} is outside [{lo:g}, {hi:g}] {unit} (parameter {params.get(key, 'PushBounds.' + key)}; "
                         f"the world model was not trained beyond it)")

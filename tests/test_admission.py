@@ -144,3 +144,15 @@ def test_push_bounds_violation_names_field_limit_and_parameter():
     assert "speed=1e+06 m/s" in b.violation(PushStroke(0.0, 0.0, 0.0, 0.05, 1e6), params)
     assert "theta=1e+30 rad" in b.violation(PushStroke(0.0, 0.0, 1e30, 0.05, 0.3))
     assert "outside the workspace" in b.violation(PushStroke(0.17, 0.0, 0.0, 0.1, 0.3), workspace=0.2)
+
+
+def test_push_bounds_accept_a_boundary_stroke_after_a_float32_round_trip():
+    """The planner clips strokes onto the box edges; a ROS message (float32) rounds them a step outside."""
+    b = PushBounds()
+    corners = [PushStroke(x, y, 0.0, n, s) for x in b.x_range for y in b.y_range for n in b.length_range for s in b.speed_range]
+    for st in corners:
+        rt = PushStroke(*(float(np.float32(v)) for v in (st.x, st.y, st.theta, st.length, st.speed)))
+        assert b.violation(rt) == "", (st, b.violation(rt))
+    # but a real step outside is still refused
+    assert "length=0.0299" in b.violation(PushStroke(0.0, 0.0, 0.0, 0.0299, 0.3))
+    assert "x=0.1801" in b.violation(PushStroke(0.1801, 0.0, 0.0, 0.05, 0.3))

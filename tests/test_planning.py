@@ -170,6 +170,28 @@ def test_push_planner_with_simulator_oracle_reaches_goal():
     env.close()
 
 
+def test_planner_candidates_stay_inside_the_bounds_the_service_accepts():
+    """An object at the table edge: strokes from behind it start beyond x_range; they are never valid
+    candidates (the world-model service would refuse them), and no candidate is longer than length_range."""
+    scene = TabletopScene()
+    scene.set_objects([ObjectSpec("box", (0.03, 0.03), 0.03, 0.2, 0.15, "red")], np.array([[0.17, 0.0, 0.0]]))
+    _, ids = scene.render()
+    scene.close()
+    b = CandidateConfig().push_bounds
+    dyn = lambda strokes: Imagined(np.zeros((len(strokes), 1, 4, 16, 2)) + 16.0, np.ones(len(strokes), int),  # noqa: E731
+                                   np.eye(4, dtype=bool)[[0] * len(strokes)])
+    plan = PushPlanner(CAM, PlannerConfig(method="random")).plan(np.zeros((32, 32, 3), np.uint8), ids, 1,
+                                                                   Goal(point_px=np.array([16.0, 16.0])), dynamics=dyn)
+    starts_out = [abs(s.x) > b.x_range[1] for s in plan.strokes]
+    assert any(starts_out) and not all(starts_out)
+    for s, ok, why in zip(plan.strokes, plan.scores.valid, plan.scores.reasons):
+        assert s.length <= b.length_range[1]
+        assert ok == (b.violation(s) == ""), (s, why)
+        if not ok:
+            assert "is outside" in why, why
+    assert b.violation(plan.best_stroke) == ""
+
+
 def test_push_planner_world_model_and_bad_requests(tmp_path):
     from test_world_model import tiny_checkpoint
 

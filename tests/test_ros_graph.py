@@ -508,7 +508,7 @@ def test_out_of_bounds_strokes_are_refused_before_any_work(graph):
                                   goal=Point(x=goal.point.x, y=goal.point.y), target_id=objs.target_id)
     resp = c.call(c.imagine, req)
     assert resp.success, resp.message
-    assert [x.valid for x in resp.candidates] == [True, False, False, False, False]
+    assert [x.valid for x in resp.candidates] == [True, False, False, False, False], [(x.valid, x.reason) for x in resp.candidates]
     for x, name in zip(resp.candidates[1:], ("stroke_length_range", "stroke_x_range", "theta", "stroke_speed_range")):
         assert name in x.reason, x.reason
     assert resp.latency_s < 5.0
