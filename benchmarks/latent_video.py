@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_common import machine  # noqa: E402
+from benchmarks_common import machine, save_comparison_gif  # noqa: E402
 from kinemask_ros.metrics import centroids_from_masks, direction_correct, mask_iou, motion_fidelity, psnr, ssim
 from kinemask_ros.sim_bridge.dataset import EVAL_SEED_OFFSET, GeneratorConfig, generate, load_dataset, load_manifest
 from kinemask_ros.sim_bridge.scene import SceneConfig
@@ -288,19 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines) + "\n"
     (out / "latent_video.md").write_text(md)
     print(md)
-    from kinemask_ros.viz import grid, save_gif, upscale
-
     n_show = min(6, len(idx))
-    frames = []
-    for t in range(Tv):
-        tiles = []
-        for j in range(n_show):
-            tiles.append(upscale(d["frames"][idx[j], t * s], 2))
-            for v in gif.values():
-                tiles.append(upscale((v[j, t].transpose(1, 2, 0) * 255).astype(np.uint8), 2))
-        frames.append(grid(tiles, cols=1 + len(gif)))
-    save_gif(out / "latent_video.gif", frames, fps=4)
-    print(f"GIF (columns: truth, {', '.join(gif)}): {out / 'latent_video.gif'}")
+    save_comparison_gif(out / "latent_video.gif", d["frames"][idx[:n_show]], gif, s, 2)
     return 0
 
 

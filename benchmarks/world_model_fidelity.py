@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_common import machine  # noqa: E402
+from benchmarks_common import machine, save_comparison_gif  # noqa: E402
 from kinemask_ros.metrics import centroids_from_masks, direction_correct, mask_iou, motion_fidelity, psnr, ssim
 from kinemask_ros.push import PushStroke
 from kinemask_ros.sim_bridge.dataset import COLOR_NAMES, EVAL_SEED_OFFSET, GeneratorConfig, generate, load_dataset, load_manifest
@@ -363,21 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "world_model_fidelity.md").write_text(md)
     print(md)
     if gif_rows:
-        from kinemask_ros.viz import grid, save_gif, upscale
-
         n_show = min(8, len(vid_idx))
-        Tv = pipe.config.video_frames
-        s = pipe.config.video_frame_stride
-        frames = []
-        for t in range(Tv):
-            tiles = []
-            for j in range(n_show):
-                tiles.append(upscale(d["frames"][vid_idx[j], t * s], 4))
-                for vids in gif_rows.values():
-                    tiles.append(upscale((vids[j, t].transpose(1, 2, 0) * 255).astype(np.uint8), 4))
-            frames.append(grid(tiles, cols=1 + len(gif_rows)))
-        save_gif(out / "rollouts.gif", frames, fps=4)
-        print(f"GIF (columns: truth, {', '.join(gif_rows)}): {out / 'rollouts.gif'}")
+        save_comparison_gif(out / "rollouts.gif", d["frames"][vid_idx[:n_show]], gif_rows, pipe.config.video_frame_stride, 4)
     return 0
 
 

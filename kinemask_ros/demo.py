@@ -202,7 +202,7 @@ def run(args) -> dict:
 
 
 def write_html(path: Path, result: dict) -> None:
-    parts = [f"<html><head><meta charset='utf-8'><title>kinemask_ros demo</title>"
+    parts = ["<html><head><meta charset='utf-8'><title>kinemask_ros demo</title>"
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}img{image-rendering:pixelated}</style></head><body>",
              f"<h1>kinemask_ros: imagined pushes vs reality</h1><p>seed {result['seed']}, scene <b>{html.escape(result['scene'])}</b>, "

@@ -39,11 +39,8 @@ def stroke_or_reason(values) -> tuple[PushStroke | None, str]:
 
 def goal_from_table(contact: ContactModel, goal_xy, height: int, width: int, yaw: float | None = None) -> Goal:
     """Goal pixel of a table point ``(x, y)`` [m] at half the object height, optionally with a final
-    ``yaw`` [rad] (``ValueError`` if outside the image or not finite)."""
-    xy = np.asarray(goal_xy, float).reshape(-1)
-    if xy.shape != (2,) or not np.all(np.isfinite(xy)):
-        raise ValueError(f"goal must be two finite numbers (x, y) in metres, got {np.asarray(goal_xy).tolist()}")
-    g = Goal(point_px=contact.camera.project_table(xy, contact.config.object_height / 2), yaw=None if yaw is None else float(yaw))
+    ``yaw`` [rad] (``ValueError`` if outside the ``height x width`` image or not finite)."""
+    g = Goal.from_table(contact.camera, goal_xy, contact.config.object_height / 2, yaw)
     g.check_inside(height, width)
     return g
 

@@ -9,7 +9,6 @@ node, the imagined Gymnasium env and the benchmarks.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -356,9 +355,4 @@ class PushPlanner:
 
     def goal_from_table(self, xy: np.ndarray, yaw: float | None = None) -> Goal:
         """Goal from a table point [m] and optionally a final yaw [rad] (checked against the workspace image)."""
-        xy = np.asarray(xy, float)
-        if xy.shape != (2,) or not np.all(np.isfinite(xy)):
-            raise ValueError(f"goal must be two finite numbers (x, y) in metres, got {xy!r}")
-        g = Goal(point_px=self.camera.project_table(xy, self.config.candidates.object_height / 2), yaw=yaw)
-        g.check_inside(self.camera.height, self.camera.width)
-        return g
+        return Goal.from_table(self.camera, xy, self.config.candidates.object_height / 2, yaw)

@@ -78,6 +78,18 @@ class Goal:
             raise ValueError(f"target id {target_id} does not appear in the goal image's mask")
         return cls(point_px=c)
 
+    @classmethod
+    def from_table(cls, camera, xy, z: float, yaw: float | None = None) -> "Goal":
+        """Goal pixel of a table point ``xy = (x, y)`` [m] seen at height ``z`` [m] through ``camera``
+        (a :class:`~kinemask_ros.camera.CameraModel`), optionally with a final ``yaw`` [rad];
+        ``ValueError`` when it is not two finite numbers or lies outside the camera's image."""
+        p = np.asarray(xy, float).reshape(-1)
+        if p.shape != (2,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"goal must be two finite numbers (x, y) in metres, got {np.asarray(xy).tolist()}")
+        g = cls(point_px=camera.project_table(p, z), yaw=None if yaw is None else float(yaw))
+        g.check_inside(camera.height, camera.width)
+        return g
+
     def check_inside(self, height: int, width: int) -> None:
         if self.point_px is not None:
             u, v = self.point_px

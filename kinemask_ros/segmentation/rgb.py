@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinemask_ros.segmentation.classical import PUSHER_COLOR, _neighbour_pairs, connected_components
-from kinemask_ros.segmentation.colors import color_name, srgb_to_oklab
+from kinemask_ros.segmentation.colors import color_name
 from kinemask_ros.segmentation.core import (
     DEFAULT_MAX_PIXELS,
     MAX_OBJECT_ID,

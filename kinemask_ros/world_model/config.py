@@ -10,8 +10,26 @@ from pathlib import Path
 CONDITIONING_MODES = ("velocity", "driver", "both")
 
 
+class VideoClipFields:
+    """Derived sizes shared by the video model configs (needs ``num_frames``, ``video_frame_stride``
+    and ``conditioning`` fields)."""
+
+    @property
+    def video_frames(self) -> int:
+        """Frames ``0, s, 2s, ...`` of an episode the video model sees (frame 0 = the input)."""
+        return len(range(0, self.num_frames, self.video_frame_stride))
+
+    @property
+    def uses_velocity(self) -> bool:
+        return self.conditioning in ("velocity", "both")
+
+    @property
+    def uses_driver(self) -> bool:
+        return self.conditioning in ("driver", "both")
+
+
 @dataclass(frozen=True)
-class WorldModelConfig:
+class WorldModelConfig(VideoClipFields):
     """Sizes and conditioning of the embedded world model.
 
     Attributes:
@@ -63,18 +81,6 @@ class WorldModelConfig:
             raise ValueError(f"WorldModelConfig.video_channels must be ints >= 8 divisible by 8, got {self.video_channels!r}")
         if not isinstance(self.track_dim, int) or self.track_dim < 16 or self.track_dim % 4:
             raise ValueError(f"WorldModelConfig.track_dim must be an int >= 16 divisible by 4, got {self.track_dim!r}")
-
-    @property
-    def video_frames(self) -> int:
-        return len(range(0, self.num_frames, self.video_frame_stride))
-
-    @property
-    def uses_velocity(self) -> bool:
-        return self.conditioning in ("velocity", "both")
-
-    @property
-    def uses_driver(self) -> bool:
-        return self.conditioning in ("driver", "both")
 
     def to_dict(self) -> dict:
         d = asdict(self)

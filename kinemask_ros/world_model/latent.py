@@ -46,7 +46,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from kinemask_ros.world_model.config import CONDITIONING_MODES
+from kinemask_ros.world_model.config import CONDITIONING_MODES, VideoClipFields
 from kinemask_ros.world_model.networks import _ResBlock, timestep_embedding
 
 LATENT_VIDEO_MODES = ("generate", "refine", "draft")
@@ -55,7 +55,7 @@ LATENT_CONFIG_NAME = "latent_video_config.json"
 
 # ----------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class LatentVideoConfig:
+class LatentVideoConfig(VideoClipFields):
     """Sizes of the latent video model; saved as ``latent_video/latent_video_config.json``.
 
     Attributes:
@@ -120,18 +120,6 @@ class LatentVideoConfig:
     @property
     def latent_width(self) -> int:
         return self.width // self.downscale
-
-    @property
-    def video_frames(self) -> int:
-        return len(range(0, self.num_frames, self.video_frame_stride))
-
-    @property
-    def uses_velocity(self) -> bool:
-        return self.conditioning in ("velocity", "both")
-
-    @property
-    def uses_driver(self) -> bool:
-        return self.conditioning in ("driver", "both")
 
     @property
     def cond_channels(self) -> int:
