@@ -12,7 +12,9 @@ noise) after stage 1+2 and after stage 1 only. Per row: PSNR / SSIM (frames 1..)
 moving objects and of all objects, pushed- and hit-object final errors from the generated masks
 [mm], hit direction from the masks, motion fidelity (InterDyn eq. 1-2 on mask-centroid tracklets),
 s/video. Plus the raster track model's own errors on the same episodes and the top-3 preview
-latency (batch of 3: encode + sampling + decoding). Writes ``OUT/latent_video.{json,md,gif}``.
+latency (batch of 3: encode + sampling + decoding). The same rows on the hard-scene categories
+(DESIGN section 5) that fit the model's slots, ``--hard-per-category`` verified scenes each.
+Writes ``OUT/latent_video.{json,md,gif}``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from kinemask_ros.world_model.latent import LatentVideoModel, LatentVideoPipelin
 from kinemask_ros.world_model.pipeline import EMBEDDED_CHECKPOINT, KineMaskPipeline
 
 MOVE_PX = 2.0  # an object "moves" if its true centroid moves more than this [px at 64x64] (1 px at 32x32)
+#: Hard-scene categories with in-bounds strokes and at most 4 objects (clutter6/8 need more slots
+#: than the latent model's K = 4; long/fast strokes are refused before any imagination).
+HARD_CATEGORIES = ("chain2", "chain3", "chain4", "glancing", "near_miss", "bystander", "double_hit", "edge", "property_ends")
+HARD_SEED = 20_000_000
 
 
 def ensure_eval_data(path: Path, episodes: int, size: int) -> dict:
@@ -130,6 +136,74 @@ def track_row(d: dict, idx: np.ndarray, tracks: np.ndarray, s: int, Tv: int, mm_
     return {"pushed_err_mm": m(pushed), "hit_err_mm": m(hit), "hit_direction_acc": m(hit_dir), "n_hit": len(hit)}
 
 
+def video_rows(d: dict, idx: np.ndarray, runs: list, track, a, s: int, mm_per_px: float, rows: dict, gif: dict | None = None,
+               progress: bool = True) -> None:
+    """Run each ``(label, model, mode, steps)`` of ``runs`` on episodes ``idx`` of ``d``; scores into ``rows[label]``
+    (and the videos into ``gif[label]``)."""
+    from tqdm import tqdm
+
+    K, T = runs[0][1].config.max_objects, runs[0][1].config.num_frames
+    for label, mdl, mode, steps in runs:
+        pipe = LatentVideoPipeline(mdl, track_pipeline=track)
+        g = torch.Generator().manual_seed(0)
+        frs, mks = [], []
+        tv = time.perf_counter()
+        for b in tqdm(range(0, len(idx), 16), desc=label[:40], unit="batch", disable=not progress):
+            o = pipe(**inputs(d, idx[b : b + 16], K, T), video_mode=mode, num_inference_steps=steps, strength=a.strength, generator=g)
+            frs.append(o.frames.numpy())
+            mks.append(o.object_masks.numpy())
+        dt = (time.perf_counter() - tv) / len(idx)
+        frs, mks = np.concatenate(frs), np.concatenate(mks)
+        rows[label] = {**score(d, idx, frs, mks, s, mm_per_px), "s_per_video": dt}
+        if gif is not None:
+            gif[label] = frs
+
+
+def hard_scene_data(category: str, n: int, size: int, max_objects: int) -> tuple[dict | None, int]:
+    """``n`` verified hard scenes of ``category`` rendered at ``size`` px, packed like a dataset; scenes
+    with more than ``max_objects`` objects are skipped (counted in the second value)."""
+    from kinemask_ros.sim_bridge.dataset import pack_episodes
+    from kinemask_ros.sim_bridge.hard_scenes import HARD_SCENE_CONFIG, sample_hard_scene, simulate
+    from kinemask_ros.sim_bridge.scene import TabletopScene
+
+    cfg = replace(HARD_SCENE_CONFIG, camera=replace(HARD_SCENE_CONFIG.camera, width=size, height=size))
+    sim = TabletopScene(cfg)
+    eps, skipped = [], 0
+    try:
+        for i in range(n):
+            seed = HARD_SEED + 1000 * list(HARD_CATEGORIES).index(category) + i
+            hs = sample_hard_scene(category, np.random.default_rng(seed), cfg, sim=sim)
+            if len(hs.specs) > max_objects:
+                skipped += 1
+                continue
+            eps.append((seed, 0, simulate(hs, sim, render=True)))
+    finally:
+        sim.close()
+    return (pack_episodes(eps, replace(cfg, max_objects=max_objects)) if eps else None), skipped
+
+
+def hard_scene_rows(runs: list, track, a, cfg, mm_per_px: float) -> dict:
+    """Per hard-scene category (DESIGN section 5; the in-bounds ones a K-slot model can hold): the video
+    rows of ``runs`` plus copy-first-frame."""
+    from tqdm import tqdm
+
+    out = {}
+    s = cfg.video_frame_stride
+    for cat in tqdm(HARD_CATEGORIES, desc="hard scenes", unit="category"):
+        d, skipped = hard_scene_data(cat, a.hard_per_category, cfg.height, cfg.max_objects)
+        entry = {"skipped_more_objects_than_slots": skipped, "rows": {}}
+        if d is not None:
+            idx = np.arange(len(d["frames"]))
+            Tv, K = cfg.video_frames, cfg.max_objects
+            first = d["frames"][:, :1].transpose(0, 1, 4, 2, 3) / 255.0
+            first_masks = slot_masks(torch.from_numpy(d["masks"][:, :1].astype(np.int64)), K).numpy() > 0
+            entry["rows"]["copy-first-frame"] = score(d, idx, np.repeat(first, Tv, 1), np.repeat(first_masks, Tv, 1), s, mm_per_px)
+            video_rows(d, idx, runs, track, a, s, mm_per_px, entry["rows"], progress=False)
+            entry["n"] = int(len(idx))
+        out[cat] = entry
+    return out
+
+
 @torch.no_grad()
 def autoencoder_rows(model: LatentVideoModel, d: dict, idx: np.ndarray, s: int, looks: dict | None) -> dict:
     """Reconstruction PSNR / SSIM / object-mask IoU of the autoencoder on the true videos (and on randomised looks)."""
@@ -170,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8, help="latent sampler steps (generate)")
     p.add_argument("--refine-steps", type=int, default=4)
     p.add_argument("--strength", type=float, default=0.3)
+    p.add_argument("--hard-per-category", type=int, default=8, help="hard scenes per category (0 = none)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args(argv)
@@ -234,21 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             ("KineMask generate, first-frame V only, stage 1+2 (generate)", model, "generate", a.steps)]
     if model1 is not None:
         runs.append(("KineMask generate, first-frame V only, stage 1 only", model1, "generate", a.steps))
-    from tqdm import tqdm
-
-    for label, mdl, mode, steps in runs:
-        pipe = LatentVideoPipeline(mdl, track_pipeline=track)
-        g = torch.Generator().manual_seed(0)
-        frs, mks = [], []
-        tv = time.perf_counter()
-        for b in tqdm(range(0, len(idx), 16), desc=label[:40], unit="batch"):
-            o = pipe(**inputs(d, idx[b : b + 16], K, T), video_mode=mode, num_inference_steps=steps, strength=a.strength, generator=g)
-            frs.append(o.frames.numpy())
-            mks.append(o.object_masks.numpy())
-        dt = (time.perf_counter() - tv) / len(idx)
-        frs, mks = np.concatenate(frs), np.concatenate(mks)
-        rows[label] = {**score(d, idx, frs, mks, s, mm_per_px), "s_per_video": dt}
-        gif[label] = frs
+    video_rows(d, idx, runs, track, a, s, mm_per_px, rows, gif)
+    if a.hard_per_category:
+        result["hard_scenes"] = hard_scene_rows(runs, track, a, cfg, mm_per_px)
     # top-3 previews: batch of 3, encode + sampling + decoding
     pipe = LatentVideoPipeline(model, track_pipeline=track)
     three = inputs(d, idx[:3], K, T)
@@ -285,6 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Raster track model on the same episodes (mean of 4 samples, tracks x2): pushed {f(tr['pushed_err_mm'], 1)} mm, "
               f"hit {f(tr['hit_err_mm'], 1)} mm ({tr['n_hit']} hit objects), hit direction {f(tr['hit_direction_acc'])}.", "",
               "| timing | median |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in result["timings"].items()]
+    if result.get("hard_scenes"):
+        short = {"copy-first-frame": "copy", "track draft, no diffusion (draft)": "draft",
+                 "refine: draft + latent denoiser from 0.3 (refine)": "refine",
+                 "KineMask generate, first-frame V only, stage 1+2 (generate)": "generate 1+2",
+                 "KineMask generate, first-frame V only, stage 1 only": "generate 1"}
+        lines += ["", f"Hard scenes (DESIGN section 5), {a.hard_per_category} per category at {cfg.height}x{cfg.width}; per method: "
+                  "PSNR / moving-object mask IoU / pushed err [mm] / hit err [mm] / hit direction:", "",
+                  "| category | n | " + " | ".join(short.values()) + " |", "|---|---|" + "---|" * len(short)]
+        for cat, e in result["hard_scenes"].items():
+            cells = []
+            for k in short:
+                r = e["rows"].get(k)
+                cells.append("–" if r is None else f"{f(r['psnr'], 1)} / {f(r['moving_mask_iou'])} / {f(r['pushed_err_mm'], 0)} / "
+                                                   f"{f(r['hit_err_mm'], 0)} / {f(r['hit_direction_acc'])}")
+            skip = f" ({e['skipped_more_objects_than_slots']} skipped: > K objects)" if e["skipped_more_objects_than_slots"] else ""
+            lines.append(f"| {cat}{skip} | {e.get('n', 0)} | " + " | ".join(cells) + " |")
     md = "\n".join(lines) + "\n"
     (out / "latent_video.md").write_text(md)
     print(md)

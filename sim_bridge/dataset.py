@@ -169,7 +169,7 @@ def simulate_episode(scene: TabletopScene, cfg: GeneratorConfig, seed: int) -> t
 
 
 # ----------------------------------------------------------------------------- shards
-def _pack(episodes: list[tuple[int, int, Episode]], sc: SceneConfig) -> dict[str, np.ndarray]:
+def pack_episodes(episodes: list[tuple[int, int, Episode]], sc: SceneConfig) -> dict[str, np.ndarray]:
     """Stack episodes (seed, kind, episode) into fixed-size arrays padded to ``K = max_objects``."""
     N, T, K = len(episodes), sc.num_frames, sc.max_objects
     H, W = sc.camera.height, sc.camera.width
@@ -242,7 +242,7 @@ def _make_shard(args: tuple[GeneratorConfig, int, str]) -> dict:
     for seed in range(start, stop):
         ep, kind = simulate_episode(_WORKER_SCENE, cfg, seed)
         eps.append((seed, kind, ep))
-    arrays = _pack(eps, cfg.scene)
+    arrays = pack_episodes(eps, cfg.scene)
     final = Path(out_dir) / shard_name(index)
     tmp = final.with_name(final.name + ".tmp")
     with open(tmp, "wb") as f:
