@@ -449,6 +449,18 @@ def table_to_camera_pixels(xy: np.ndarray, calib: CameraCalibration, z: float | 
     return calib.camera_points_to_pixels(p @ calib.R.T + calib.t)
 
 
+def same_camera(calib: CameraCalibration, model, z: float = 0.0, tol_px: float = 0.05, half_extent: float = 0.2) -> bool:
+    """True when ``calib`` and ``model`` (a :class:`~kinemask_ros.camera.CameraModel` of the same image
+    size) put every table point of ``[-half_extent, half_extent]^2`` at height ``z`` on the same pixel
+    within ``tol_px``: the image needs no rectification to be read with ``model``."""
+    if (int(calib.width), int(calib.height)) != (int(model.width), int(model.height)):
+        return False
+    g = np.linspace(-half_extent, half_extent, 9)
+    xy = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    d = np.abs(model.project_table(xy, z) - table_to_camera_pixels(xy, calib, z))
+    return bool(np.all(np.isfinite(d)) and d.max() <= tol_px)
+
+
 def camera_pixels_to_table(uv: np.ndarray, calib: CameraCalibration, z: float | np.ndarray = 0.0) -> np.ndarray:
     """Camera pixels ``(..., 2)`` (continuous, distorted) -> table points ``(..., 2)`` on the plane at height ``z``.
 

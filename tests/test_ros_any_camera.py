@@ -1,6 +1,7 @@
 """Any camera over ROS, in real processes: the sim bridge as an oblique 320x240 RGB-D camera with a
 randomised look -> RGB-D segmentation (depth + CameraInfo + table pose) -> the planner in the
-camera's canonical table frame (object model) -> rollouts rendered in the camera's own pixels."""
+camera's canonical table frame (object model) -> rollouts rendered in the camera's own pixels; and a
+separate client asking the world-model service about the camera's own frame."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 try:
     from kinemask_ros_interfaces.msg import DetectedObjects, PredictedRollout, ScoredCandidateArray
+    from kinemask_ros_interfaces.srv import ImagineOutcomes
 except ImportError as exc:  # pragma: no cover
     pytest.skip(f"kinemask_ros_interfaces not built ({exc}); run `bash scripts/setup.sh`", allow_module_level=True)
 from rclpy.executors import SingleThreadedExecutor
 from ros_utils import make_tiny_checkpoint, ros_env, wait_for
 
+from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import Image
 
-from kinemask_ros.ros.common import RELIABLE_QOS, SENSOR_QOS
+from kinemask_ros.ros.common import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 
 
 def _checkpoint(root):
@@ -53,7 +56,10 @@ def test_oblique_rgbd_camera_end_to_end(tmp_path):
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("any_camera_client", context=ctx)
-    got: dict[str, list] = {"objects": [], "candidates": [], "rollouts": [], "preview": []}
+    got: dict[str, list] = {"objects": [], "candidates": [], "rollouts": [], "preview": [], "image": [], "goal": []}
+    node.create_subscription(Image, "camera/image_raw", got["image"].append, SENSOR_QOS)
+    node.create_subscription(PointStamped, "goal", got["goal"].append, LATCHED_QOS)
+    imagine = node.create_client(ImagineOutcomes, "imagine_outcomes")
     node.create_subscription(DetectedObjects, "segmentation/objects", got["objects"].append, SENSOR_QOS)
     node.create_subscription(ScoredCandidateArray, "planner/candidates", got["candidates"].append, RELIABLE_QOS)
     node.create_subscription(PredictedRollout, "planner/rollouts", got["rollouts"].append, RELIABLE_QOS)
@@ -80,6 +86,26 @@ def test_oblique_rgbd_camera_end_to_end(tmp_path):
         assert (pv.width, pv.height) == (320, 240) and np.all(img == (255, 215, 0), -1).any()  # the goal ring is drawn
         text = log_path.read_text()
         assert "camera calibration from camera/camera_info + camera/table_pose" in text
+        # a separate client sends the camera's own 320x240 frame + its segmentation to the service: it
+        # is read in the calibrated table frame, so the planner's best push touches the same object
+        def planned_frame():  # the camera image and segmentation the planner's newest ranking was made from
+            stamp = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec)  # noqa: E731
+            images, segs = {stamp(m): m for m in list(got["image"])}, {stamp(m): m for m in list(got["objects"])}
+            a = next((a for a in reversed(list(got["candidates"])) if stamp(a) in images and stamp(a) in segs
+                      and any(c.valid for c in a.candidates)), None)
+            return None if a is None else (images[stamp(a)], segs[stamp(a)], a)
+
+        img, objs, arr = wait_for(planned_frame, 60, 0.1, "a ranking with its camera image and segmentation")
+        best = next(c for c in arr.candidates if c.valid)
+        g = got["goal"][-1].point
+        assert imagine.wait_for_service(timeout_sec=30)
+        fut = imagine.call_async(ImagineOutcomes.Request(image=img, instance_mask=objs.instance_mask, candidates=[best.stroke],
+                                                         num_samples=1, goal=Point(x=g.x, y=g.y), target_id=objs.target_id))
+        wait_for(fut.done, 60, 0.1, "the world-model service's answer")
+        resp = fut.result()
+        assert resp.success and resp.message.endswith("image read with camera/camera_info + camera/table_pose"), resp.message
+        assert resp.candidates[0].valid, resp.candidates[0].reason
+        assert resp.candidates[0].target_id == best.target_id != 0  # the same object touched first, in the same table frame
     finally:
         stop.set()
         spin.join(timeout=5)

@@ -223,6 +223,8 @@ def test_world_model_service_scores_planner_candidates(graph):
     assert all(x.valid for x in resp.candidates) and resp.latency_s > 0
     assert len(resp.rollouts) == 4 and resp.candidates[resp.ranking[0]].rollout_index == 0
     assert len(resp.rollouts[0].frames) == 8 and bytes(resp.rollouts[0].frames[0].data) == bytes(img.data)
+    # the bridge's CameraInfo describes the camera_* parameters' camera: the frame is read as it is
+    assert "camera/camera_info describes the same camera: no rectification" in resp.message, resp.message
     assert {t.object_id for t in resp.rollouts[0].tracks} <= {o.object_id for o in objs.objects}
     # an empty mask makes the server segment the image itself
     req.instance_mask = Image()

@@ -245,3 +245,17 @@ def test_depth_back_projection_and_top_down_splat():
     ys, xs = np.nonzero(top)
     xy = FRAME.to_table(np.stack([xs + 0.5, ys + 0.5], -1))
     assert np.abs(xy).max() <= 0.03 and np.abs(xy.mean(0)).max() < FRAME.pixel_size  # the footprint, not its shadow
+
+
+def test_same_camera_tells_an_identical_camera_from_a_moved_one():
+    from dataclasses import replace as _replace
+
+    from kinemask_ros.camera import CameraConfig, CameraModel
+    from kinemask_ros.table_frame import CameraCalibration, same_camera
+
+    cam = CameraModel(CameraConfig())
+    assert same_camera(CameraCalibration.from_camera_model(cam), cam, 0.015)
+    moved = CameraModel(_replace(CameraConfig(), eye=(0.01, 0.0, 1.5), target=(0.01, 0.0, 0.0)))  # 1 cm aside: 0.8 px at 32 px
+    assert not same_camera(CameraCalibration.from_camera_model(moved), cam, 0.015)
+    bigger = CameraModel(CameraConfig(width=64, height=64))
+    assert not same_camera(CameraCalibration.from_camera_model(bigger), cam, 0.015)

@@ -263,11 +263,14 @@ class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _Admissi
         max_rollouts: with return_frames, frames are rendered for at most this many candidates (the best).
         torch_threads: CPU threads for torch (0 = torch's default).
         seed: seed of the sampling noise.
+        use_camera_info: read a request image of the size of ``camera/camera_info`` in that camera's
+            canonical table frame (with ``camera/table_pose``); false = always the ``camera_*`` parameters.
     """
 
     checkpoint: str = ""
     device: str = "cpu"
     autostart: bool = False
+    use_camera_info: bool = True
     max_batch: int = 256
     num_samples: int = 2
     max_samples: int = 16
@@ -284,6 +287,8 @@ class WorldModelNodeConfig(_CameraFields, _ScoreFields, _ContactFields, _Admissi
         _device(o, self.device)
         if not isinstance(self.autostart, bool):
             raise ValueError(f"{o}.autostart must be a bool, got {self.autostart!r}")
+        if not isinstance(self.use_camera_info, bool):
+            raise ValueError(f"{o}.use_camera_info must be true or false, got {self.use_camera_info!r}")
         _int(o, "max_batch", self.max_batch, 1, 100_000)
         _int(o, "num_samples", self.num_samples, 1, 64)
         _int(o, "max_samples", self.max_samples, 1, 64)

@@ -12,6 +12,12 @@ oversized image or mask, an unknown target id or a non-finite / out-of-image goa
 bounds (``stroke_*_range``) is returned ``valid=False`` with its ``reason`` while the others are
 scored. ``autostart:=true`` configures and activates at start-up.
 
+Cameras: with ``use_camera_info`` (default) and ``camera/camera_info`` + ``camera/table_pose``
+received, a request image of the CameraInfo's size is rectified into the camera's canonical table
+frame (as the planner does), so a separate client can send its own camera's frames; any other
+image, or one from the very camera the ``camera_*`` parameters describe (read as it is, without
+resampling), is read with the ``camera_*`` parameters. The response's ``message`` says which.
+
 Admission (:mod:`kinemask_ros.admission`): one request runs, at most ``max_queue`` wait (FIFO);
 a request beyond that is answered at once with ``success=False, message="busy: ... retry later"``.
 Every request has ``time_budget_s`` from its arrival: if it cannot start in time it is answered
@@ -31,20 +37,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from rclpy.callback_groups import ReentrantCallbackGroup
+from geometry_msgs.msg import TransformStamped
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo
 
 from kinemask_ros.admission import Admission, Busy, Deadline
 from kinemask_ros.camera import CameraModel
 from kinemask_ros.contact import ContactModel, ContactModelConfig
 from kinemask_ros.imagination import imagine_candidates, rollout_frames, stroke_or_reason
-from kinemask_ros.ros.common import REQUEST_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
+from kinemask_ros.ros.common import LATCHED_QOS, REQUEST_QOS, SENSOR_QOS, ConfigParameters, Throttle, run, torch_setup, warn_throttled
 from kinemask_ros.ros.config import WorldModelNodeConfig
-from kinemask_ros.ros.messages import (check_image_size, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
+from kinemask_ros.ros.messages import (CalibrationCache, check_image_size, goal_yaw_from_fields, ids_from_msg, image_is_empty, rgb_from_msg, rollout_msg,
                                        scored_candidate, stroke_values)
 from kinemask_ros.object_scene import fit_to_slots
 from kinemask_ros.perception import perceive
 from kinemask_ros.planning import slot_limit
 from kinemask_ros.ros_convert import finite_or_reason
+from kinemask_ros.table_frame import same_camera
 from kinemask_ros_interfaces.msg import ScoredCandidate
 from kinemask_ros_interfaces.srv import ImagineOutcomes
 
@@ -108,6 +117,12 @@ class WorldModelNode(LifecycleNode):
         self.executor_threads = cfg.executor_threads
         self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=ReentrantCallbackGroup(),
                                        qos_profile=REQUEST_QOS)
+        self._calib = CalibrationCache(
+            on_new=lambda c: self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {c.width}x{c.height} "
+                                                    f"requests of that size are read in its table frame"),
+            on_error=lambda m: self.get_logger().error(m))
+        self.create_subscription(CameraInfo, "camera/camera_info", lambda m: setattr(self._calib, "info", m), SENSOR_QOS)
+        self.create_subscription(TransformStamped, "camera/table_pose", lambda m: setattr(self._calib, "pose", m), LATCHED_QOS)
         if self.config.autostart:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
         self.get_logger().info("world-model node up (unconfigured); configure + activate it to serve imagine_outcomes")
@@ -238,6 +253,24 @@ class WorldModelNode(LifecycleNode):
             raise RequestError(f"image: {e}") from None
         return S
 
+    def camera_for(self, width: int, height: int):
+        """``(camera, source)`` for a request image of ``width x height``: the calibration from
+        ``camera/camera_info`` + ``camera/table_pose`` when ``use_camera_info`` is set, both arrived and
+        the image has the CameraInfo's size, else the ``camera_*`` parameters' camera. ``RequestError``
+        when those messages are unusable."""
+        cfg = self.config
+        info = self._calib.info
+        params = cfg.camera_config(width, height)
+        if cfg.use_camera_info and self._calib.ready and (int(info.width), int(info.height)) == (width, height):
+            try:
+                calib = self._calib.get()
+            except ValueError as e:
+                raise RequestError(str(e)) from None
+            if same_camera(calib, CameraModel(params), cfg.object_height / 2):
+                return params, "the camera_* parameters (camera/camera_info describes the same camera: no rectification)"
+            return calib, "camera/camera_info + camera/table_pose"
+        return params, "the camera_* parameters"
+
     def _serve(self, req, resp, deadline: Deadline) -> None:
         cfg = self.config
         S = self._check(req)  # again: the state may have changed while the request waited
@@ -247,7 +280,10 @@ class WorldModelNode(LifecycleNode):
             if pipe is None:
                 raise RequestError("the world model is not loaded")
             wc = pipe.config
-            seen = load_frame(pipe, req.image, req.instance_mask, cfg.camera_config, cfg.object_height)
+            used = []  # the camera is chosen for the decoded image (load_frame checks the message first)
+            seen = load_frame(pipe, req.image, req.instance_mask, lambda w, h: used.append(self.camera_for(w, h)) or used[-1][0],
+                              cfg.object_height)
+            camera_source = used[-1][1]
             rgb, ids, labels = seen.rgb, seen.ids, seen.labels
             if seen.shape != (wc.height, wc.width):  # object model: measure the scene at the frame's resolution
                 contact = ContactModel(seen.camera, contact.config)
@@ -293,6 +329,7 @@ class WorldModelNode(LifecycleNode):
         resp.ranking = [int(i) for i in imag.order]
         nv = int(imag.valid.sum())
         resp.message = f"{nv}/{n} candidates valid" + ("" if nv == n else f"; first invalid: {imag.reasons[int(np.argmin(imag.valid))]}")
+        resp.message += f"; image read with {camera_source}"
         if fit.left_out:
             resp.message += f"; {len(fit.left_out)} objects got no slot (left_out_ids)" + (f": {fit.warning()}" if fit.warning() else "")
 
