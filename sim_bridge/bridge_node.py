@@ -103,6 +103,7 @@ class SimBridgeNode(Node):
         cfg = self.config
         self._throttle = Throttle()
         self._lock = threading.Lock()
+        self._closed = False  # set by close(): the simulator is gone
         self.env = make_env(cfg)
         self.calibration = CameraCalibration.from_camera_model(self.env.scene.camera)
         try:
@@ -138,6 +139,10 @@ class SimBridgeNode(Node):
         return self.params.config
 
     def close(self) -> None:
+        """Stop the camera timer, refuse pushes from now on, then close the simulator (after any push
+        that is running: it holds the lock)."""
+        self._closed = True
+        self._timer.cancel()
         with self._lock:
             self.env.close()
 
@@ -165,6 +170,8 @@ class SimBridgeNode(Node):
 
     def _reset(self, seed: int | None = None) -> str:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the simulator bridge is shutting down")
             self.env.reset(seed=seed)
             self.env.scene.sample_look(self._look_rng)  # nothing is drawn for the canonical look
             self._render()
@@ -220,6 +227,9 @@ class SimBridgeNode(Node):
             return
         try:
             with self._lock:
+                if self._closed:
+                    self.get_logger().warning("dropping push stroke: the simulator bridge is shutting down")
+                    return
                 action = self.env.stroke_to_action(stroke)
                 obs, reward, terminated, truncated, info = self.env.step(action)
                 ep = self.env.last_episode

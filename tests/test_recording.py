@@ -273,7 +273,8 @@ def test_bridge_and_recorder_record_two_pushes(tmp_path):
         sent = 0
         strokes = [(-0.15, 0.0, 0.0), (0.0, -0.15, math.pi / 2), (0.15, 0.0, math.pi), (0.0, 0.15, -math.pi / 2)] * 2
         for x, y, th in strokes:
-            if rec.poll() is not None or "max_episodes=2 reached" in rec_log.read_text():
+            # stop at 2 recorded episodes (the recorder may log "max_episodes=2 reached" a moment later)
+            if rec.poll() is not None or rec_log.read_text().count("recorded an episode") >= 2:
                 break
             pub.publish(PushStrokeMsg(x=x, y=y, theta=th, length=0.1, speed=0.3))
             sent += 1

@@ -72,3 +72,36 @@ def test_sigint_stops_every_node_cleanly(tiny_checkpoint, tmp_path, delay_s):
     assert rc == 0, text[-3000:]
     bad = [b for b in BAD if b in text]
     assert not bad, f"{bad} in the log (SIGINT {delay_s:g} s after start):\n{text[-4000:]}"
+
+
+STUCK_NODE = """
+import threading, time
+from rclpy.node import Node
+import kinemask_ros.ros.common as common
+from kinemask_ros.ros.entry import STOP, install_signal_handlers
+
+common.TEARDOWN_LIMIT_S = 1.0
+install_signal_handlers()
+
+
+class Stuck(Node):
+    def __init__(self):
+        super().__init__("stuck")
+        threading.Thread(target=time.sleep, args=(600,), name="stuck-worker").start()  # never joins in time
+        self.create_timer(0.2, STOP.set)  # ask to stop as soon as it spins
+
+
+raise SystemExit(common.run(Stuck, args=[]))
+"""
+
+
+def test_a_stuck_thread_does_not_keep_a_stopped_node_alive(tmp_path):
+    """After a stop request the node's process ends within TEARDOWN_LIMIT_S even when a thread never
+    finishes (it would otherwise wait at interpreter exit until kinemask-graph SIGKILLs it), with its
+    exit code and a line naming what was still running."""
+    env = ros_env(tmp_path / "ros_log")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", STUCK_NODE], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.monotonic() - t0 < 30
+    assert "teardown still in interpreter exit" in proc.stderr and "stuck-worker" in proc.stderr, proc.stderr[-2000:]

@@ -175,6 +175,7 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
         traceback.print_exc()
         code = 1
     finally:
+        stage = _teardown_watchdog(lambda: code)
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
@@ -182,9 +183,38 @@ def run(make_node: Callable[[], object], args=None, num_threads: int = 4) -> int
                     close()
                 except Exception:
                     traceback.print_exc()
+        stage[0] = "the executor's shutdown (a callback still running)"
         if ex is not None:
             ex.shutdown(timeout_sec=10.0)  # joins the pool: no callback runs past this line
+        stage[0] = "destroy_node"
         if node is not None:
             node.destroy_node()
+        stage[0] = "rclpy shutdown"
         rclpy.try_shutdown()
+        stage[0] = "interpreter exit (joining threads)"
     return code
+
+
+#: Longest a node's teardown may take after a stop request (close, executor, node, context and the
+#: interpreter joining its threads); kinemask-graph waits 30 s before SIGTERM / SIGKILL.
+TEARDOWN_LIMIT_S = 20.0
+
+
+def _teardown_watchdog(code: Callable[[], int]) -> list[str]:
+    """Start a daemon thread that ends the process with ``code()`` if it has not exited
+    :data:`TEARDOWN_LIMIT_S` after teardown began, naming the stage that hung (a stuck worker thread
+    would otherwise keep a stopped node alive until SIGKILL). Returns the mutable stage label."""
+    stage = ["node.close()"]
+    t0 = time.monotonic()
+
+    def watch() -> None:
+        time.sleep(TEARDOWN_LIMIT_S)
+        busy = [t.name for t in threading.enumerate() if t is not threading.current_thread() and t is not threading.main_thread()
+                and t.is_alive() and not t.daemon]
+        print(f"teardown still in {stage[0]} {time.monotonic() - t0:.0f} s after the stop request "
+              f"(threads still running: {', '.join(busy) or 'none'}); exiting without waiting for it", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code())
+
+    threading.Thread(target=watch, name="teardown-watchdog", daemon=True).start()
+    return stage
