@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rclpy.callback_groups import ReentrantCallbackGroup
 from geometry_msgs.msg import TransformStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo
 
@@ -118,7 +118,7 @@ class WorldModelNode(LifecycleNode):
         self.srv = self.create_service(ImagineOutcomes, "imagine_outcomes", self._on_request, callback_group=ReentrantCallbackGroup(),
                                        qos_profile=REQUEST_QOS)
         self._calib = CalibrationCache(
-            on_new=lambda c: self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {c.width}x{c.height} "
+            on_new=lambda c: self.get_logger().info(f"camera calibration from camera/camera_info + camera/table_pose: {c.width}x{c.height}; "
                                                     f"requests of that size are read in its table frame"),
             on_error=lambda m: self.get_logger().error(m))
         self.create_subscription(CameraInfo, "camera/camera_info", lambda m: setattr(self._calib, "info", m), SENSOR_QOS)
