@@ -48,7 +48,7 @@ def test_queue_is_bounded_fifo_and_refuses_at_once():
     with pytest.raises(Busy, match=r"busy: 2 requests queued .*at most 2, parameter max_queue.*retry"):
         with adm.admit():
             pass
-    assert time.monotonic() - t0 < 0.1  # refused at once, not after a wait
+    assert time.monotonic() - t0 < 1.0  # refused at once, not after a wait (the holder runs until released)
     release.set()
     for th in threads:
         th.join(5)
@@ -69,7 +69,7 @@ def test_budget_running_out_in_the_queue_is_a_busy_answer():
     with pytest.raises(Busy, match="time budget of 0.2 s ran out"):
         with adm.admit(Deadline(0.2)):
             pass
-    assert 0.15 < time.monotonic() - t0 < 1.0
+    assert 0.15 < time.monotonic() - t0 < 3.0  # after its 0.2 s budget, not when the holder is released
     assert adm.queued == 0 and adm.stats.rejected_budget == 1
     release.set()
     th.join(5)

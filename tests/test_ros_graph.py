@@ -431,6 +431,7 @@ def test_plan_push_cancel_mid_planning(graph):
     handle = _send(c, _goal(c, num_candidates=16, iterations=500), fb)
     wait_for(lambda: any(f.stage == "imagining" for f in fb), 60, 0.01, "the first feedback")
     t0 = time.monotonic()
+    at_cancel = max(f.iteration for f in fb)
     cancel = handle.cancel_goal_async()
     wait_for(cancel.done, 30, what="the cancel response")
     assert len(cancel.result().goals_canceling) == 1
@@ -438,8 +439,11 @@ def test_plan_push_cancel_mid_planning(graph):
     took = time.monotonic() - t0
     assert res.status == GoalStatus.STATUS_CANCELED
     assert not res.result.success and "cancelled" in res.result.message
-    assert max(f.iteration for f in fb) < 500
-    assert took < 10.0, f"cancel took {took:.1f} s"
+    # planning stops at the next iteration boundary: the running iteration (and at most one that had
+    # started before the cancel arrived, or whose feedback was in flight) finish; the time is reported, bounded loosely
+    # (a loaded CI machine stretches an iteration, not the number of them)
+    assert max(f.iteration for f in fb) <= at_cancel + 3, (at_cancel, max(f.iteration for f in fb))
+    assert took < 30.0, f"cancel took {took:.1f} s"
     graph.setdefault("report", {})["cancel_s"] = took
     assert _result(_send(c, _goal(c, num_candidates=4, iterations=1))).result.success  # still serves
 
