@@ -30,7 +30,6 @@ the network predicts ``noise - x_0``; sampled with diffusers' ``FlowMatchEulerDi
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
@@ -47,7 +46,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from kinemask_ros.world_model.config import CONDITIONING_MODES, VideoClipFields
-from kinemask_ros.world_model.networks import _ResBlock, timestep_embedding
+from kinemask_ros.world_model.networks import add_unet_layers, flow_match_sample, timestep_embedding, unet_forward
 
 LATENT_VIDEO_MODES = ("generate", "refine", "draft")
 LATENT_CONFIG_NAME = "latent_video_config.json"
@@ -178,41 +177,13 @@ class LatentVideoDenoiser(ModelMixin, ConfigMixin):
                  latent_mean: tuple[float, ...] | None = None, latent_std: tuple[float, ...] | None = None,
                  residual_std: float = 1.0):
         super().__init__()
-        ch = list(channels)
         self.emb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.inp = nn.Conv3d(latent_channels + cond_channels, ch[0], (1, 3, 3), padding=(0, 1, 1))
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
-        for i, c in enumerate(ch):
-            self.down.append(_ResBlock(ch[max(0, i - 1)], c, emb_dim))
-            self.downsample.append(nn.Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)) if i < len(ch) - 1 else nn.Identity())
-        self.mid = _ResBlock(ch[-1], ch[-1], emb_dim)
-        self.mid2 = _ResBlock(ch[-1], ch[-1], emb_dim)
-        self.up = nn.ModuleList()
-        for i in reversed(range(len(ch))):
-            cin = ch[-1] if i == len(ch) - 1 else ch[i + 1]
-            self.up.append(_ResBlock(cin + ch[i], ch[i], emb_dim))
-        self.out_norm = nn.GroupNorm(8, ch[0])
-        self.out = nn.Conv3d(ch[0], latent_channels, (1, 3, 3), padding=(0, 1, 1))
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        add_unet_layers(self, latent_channels + cond_channels, latent_channels, list(channels), emb_dim, mid_blocks=2)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``sample (B, C, F, h, w)``, ``timestep (B,)`` in [0, 1000], ``cond (B, C_cond, F, h, w)`` -> ``(B, C, F, h, w)``."""
         emb = self.emb(timestep_embedding(timestep, self.config.emb_dim))
-        h = self.inp(torch.cat([sample, cond], 1))
-        skips = []
-        for block, ds in zip(self.down, self.downsample):
-            h = block(h, emb)
-            skips.append(h)
-            h = ds(h)
-        h = self.mid2(self.mid(h, emb), emb)
-        for block in self.up:
-            s = skips.pop()
-            if h.shape[-2:] != s.shape[-2:]:
-                h = F.interpolate(h, size=s.shape[-3:], mode="nearest")
-            h = block(torch.cat([h, s], 1), emb)
-        return self.out(F.silu(self.out_norm(h)))
+        return unet_forward(self, torch.cat([sample, cond], 1), emb)
 
 
 def build_denoiser(cfg: LatentVideoConfig, latent_mean=None, latent_std=None, residual_std: float = 1.0) -> LatentVideoDenoiser:
@@ -406,20 +377,10 @@ class LatentVideoModel:
         """
         cfg = self.config
         shape = (cond.shape[0], cfg.latent_channels, cfg.video_frames - 1, cfg.latent_height, cfg.latent_width)
-        sched = copy.deepcopy(self.scheduler)
-        noise = torch.randn(shape, generator=generator, device=cond.device)
-        if start is None:
-            sched.set_timesteps(num_inference_steps, device=cond.device)
-            x = noise
-        else:
-            if tuple(start.shape) != shape:
-                raise ValueError(f"start must be {shape}, got {tuple(start.shape)}")
-            sigmas = np.linspace(strength, 0.0, num_inference_steps + 1)[:-1]
-            sched.set_timesteps(sigmas=sigmas.tolist(), device=cond.device)
-            x = (1 - strength) * start + strength * noise
-        for t in sched.timesteps:
-            x = sched.step(self.denoiser(x, t.expand(shape[0]).to(cond.device), cond), t, x).prev_sample
-        return x
+        if start is not None and tuple(start.shape) != shape:
+            raise ValueError(f"start must be {shape}, got {tuple(start.shape)}")
+        return flow_match_sample(self.scheduler, lambda x, t: self.denoiser(x, t, cond), shape, num_inference_steps, generator,
+                                 cond.device, start, strength)
 
     def residual_to_latents(self, z0: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``z0 (B, C, h, w)`` + residual ``(B, C, F, h, w)`` -> video latents ``(B, C, 1 + F, h, w)``."""

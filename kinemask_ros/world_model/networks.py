@@ -15,13 +15,38 @@ Both are trained with rectified flow (SD3 convention, diffusers ``FlowMatchEuler
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+
+def flow_match_sample(scheduler, fn, shape: tuple, num_inference_steps: int, generator: torch.Generator | None,
+                      device, start: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+    """Euler flow-matching sampling with a (copied) diffusers ``FlowMatchEulerDiscreteScheduler``:
+    ``fn(x, t (B,)) -> velocity``, from noise of ``shape`` to a sample.
+
+    With ``start``, sampling begins at noise level ``strength`` from ``(1 - strength) * start +
+    strength * noise`` (SDEdit) and runs ``num_inference_steps`` steps down to 0; else from pure
+    noise with the scheduler's own (shifted) sigmas.
+    """
+    sched = copy.deepcopy(scheduler)
+    noise = torch.randn(shape, generator=generator, device=device)
+    if start is None:
+        sched.set_timesteps(num_inference_steps, device=device)
+        x = noise
+    else:
+        sigmas = np.linspace(strength, 0.0, num_inference_steps + 1)[:-1]
+        sched.set_timesteps(sigmas=sigmas.tolist(), device=device)
+        x = (1 - strength) * start + strength * noise
+    for t in sched.timesteps:
+        x = sched.step(fn(x, t.expand(shape[0]).to(device)), t, x).prev_sample
+    return x
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -136,6 +161,52 @@ class _ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+def add_unet_layers(module: nn.Module, in_ch: int, out_ch: int, channels: list[int], emb_dim: int, mid_blocks: int) -> None:
+    """Give ``module`` the layers of a factorised (2+1)D conv UNet - ``inp``, ``down`` / ``downsample``
+    (one level per entry of ``channels``, spatial stride 2 between levels), ``mid`` (+ ``mid2``),
+    ``up``, ``out_norm``, ``out`` (zero-initialised) - run by :func:`unet_forward`. The attribute
+    names are the checkpoints' weight names."""
+    ch = list(channels)
+    module.inp = nn.Conv3d(in_ch, ch[0], (1, 3, 3), padding=(0, 1, 1))
+    module.down = nn.ModuleList()
+    module.downsample = nn.ModuleList()
+    for i, c in enumerate(ch):
+        module.down.append(_ResBlock(ch[max(0, i - 1)], c, emb_dim))
+        module.downsample.append(nn.Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)) if i < len(ch) - 1 else nn.Identity())
+    module.mid = _ResBlock(ch[-1], ch[-1], emb_dim)
+    if mid_blocks == 2:
+        module.mid2 = _ResBlock(ch[-1], ch[-1], emb_dim)
+    elif mid_blocks != 1:
+        raise ValueError(f"mid_blocks must be 1 or 2, got {mid_blocks!r}")
+    module.up = nn.ModuleList()
+    for i in reversed(range(len(ch))):
+        cin = ch[-1] if i == len(ch) - 1 else ch[i + 1]
+        module.up.append(_ResBlock(cin + ch[i], ch[i], emb_dim))
+    module.out_norm = nn.GroupNorm(8, ch[0])
+    module.out = nn.Conv3d(ch[0], out_ch, (1, 3, 3), padding=(0, 1, 1))
+    nn.init.zeros_(module.out.weight)
+    nn.init.zeros_(module.out.bias)
+
+
+def unet_forward(module: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """The UNet of :func:`add_unet_layers` on input ``h (B, in_ch, T, H, W)`` with embedding ``emb (B, E)``."""
+    h = module.inp(h)
+    skips = []
+    for block, ds in zip(module.down, module.downsample):
+        h = block(h, emb)
+        skips.append(h)
+        h = ds(h)
+    h = module.mid(h, emb)
+    if hasattr(module, "mid2"):
+        h = module.mid2(h, emb)
+    for block in module.up:
+        s = skips.pop()
+        if h.shape[-2:] != s.shape[-2:]:
+            h = F.interpolate(h, size=s.shape[-3:], mode="nearest")
+        h = block(torch.cat([h, s], 1), emb)
+    return module.out(F.silu(module.out_norm(h)))
+
+
 class VideoDenoiser(ModelMixin, ConfigMixin):
     """Denoises ``sample (B, 3 + K, T, H, W)``: RGB in [-1, 1] and K object-mask channels in [-1, 1].
 
@@ -151,22 +222,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         ch = list(channels)
         self.emb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.text_proj = nn.Linear(text_dim, emb_dim) if text_dim > 0 else None
-        self.inp = nn.Conv3d(out_ch + cond_channels, ch[0], (1, 3, 3), padding=(0, 1, 1))
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
-        for i, c in enumerate(ch):
-            cin = ch[max(0, i - 1)] if i else ch[0]
-            self.down.append(_ResBlock(cin, c, emb_dim))
-            self.downsample.append(nn.Conv3d(c, c, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)) if i < len(ch) - 1 else nn.Identity())
-        self.mid = _ResBlock(ch[-1], ch[-1], emb_dim)
-        self.up = nn.ModuleList()
-        for i in reversed(range(len(ch))):
-            cin = ch[-1] if i == len(ch) - 1 else ch[i + 1]
-            self.up.append(_ResBlock(cin + ch[i], ch[i], emb_dim))
-        self.out_norm = nn.GroupNorm(8, ch[0])
-        self.out = nn.Conv3d(ch[0], out_ch, (1, 3, 3), padding=(0, 1, 1))
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        add_unet_layers(self, out_ch + cond_channels, out_ch, ch, emb_dim, mid_blocks=1)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor,
                 text: torch.Tensor | None = None) -> torch.Tensor:
@@ -174,19 +230,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         emb = self.emb(timestep_embedding(timestep, self.config.emb_dim))
         if self.text_proj is not None and text is not None:
             emb = emb + self.text_proj(text)
-        h = self.inp(torch.cat([sample, cond], 1))
-        skips = []
-        for block, ds in zip(self.down, self.downsample):
-            h = block(h, emb)
-            skips.append(h)
-            h = ds(h)
-        h = self.mid(h, emb)
-        for block in self.up:
-            s = skips.pop()
-            if h.shape[-1] != s.shape[-1]:
-                h = F.interpolate(h, size=s.shape[-3:], mode="nearest")
-            h = block(torch.cat([h, s], 1), emb)
-        return self.out(F.silu(self.out_norm(h)))
+        return unet_forward(self, torch.cat([sample, cond], 1), emb)
 
 
 def video_cond_channels(max_objects: int, conditioning: str) -> int:

@@ -12,17 +12,15 @@ output. Two stages (Mask2IV's decoupling):
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from kinemask_ros.world_model.config import WorldModelConfig
 from kinemask_ros.world_model.draft import draft_video, velocity_mask_from_draft
-from kinemask_ros.world_model.networks import TrackDenoiser, VideoDenoiser, video_condition
+from kinemask_ros.world_model.networks import TrackDenoiser, VideoDenoiser, flow_match_sample, video_condition
 
 VIDEO_MODES = ("refine", "draft", "generate")
 #: The world model that ships inside the package.
@@ -210,19 +208,7 @@ class KineMaskPipeline:
         With ``start``, sampling begins at noise level ``strength`` from ``(1 - strength) * start +
         strength * noise`` (SDEdit) and runs ``num_inference_steps`` steps down to 0.
         """
-        sched = copy.deepcopy(self.scheduler)
-        noise = torch.randn(shape, generator=generator, device=self.device)
-        if start is None:
-            sched.set_timesteps(num_inference_steps, device=self.device)
-            x = noise
-        else:
-            sigmas = np.linspace(strength, 0.0, num_inference_steps + 1)[:-1]
-            sched.set_timesteps(sigmas=sigmas.tolist(), device=self.device)
-            x = (1 - strength) * start + strength * noise
-        for t in sched.timesteps:
-            out = fn(x, t.expand(shape[0]).to(self.device))
-            x = sched.step(out, t, x).prev_sample
-        return x
+        return flow_match_sample(self.scheduler, fn, shape, num_inference_steps, generator, self.device, start, strength)
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
