@@ -4,7 +4,8 @@
     python benchmarks/latent_video.py --checkpoint runs/latent64/run   # a training run (vae/, latent_video/, stage1/)
 
 Held-out episodes (seeds >= 10,000,000) rendered at 64x64, half with collisions. Rows, all from the
-same episodes: copy-first-frame; the autoencoder's reconstruction of the true video (the ceiling
+same episodes: copy-first-frame; a constant-velocity draft (each object's first-frame pixels moved at
+its first-frame velocity: the layout the ``velocity_prior`` condition holds, no model); the autoencoder's reconstruction of the true video (the ceiling
 of every latent row); the track draft (raster track model on the 2x down-sampled inputs, objects
 moved along its tracks, no diffusion); refine (draft encoded, denoised from noise 0.3 with the
 velocity mask rebuilt from the draft); and KineMask generate (velocity mask on frame 0 only, from
@@ -136,6 +137,29 @@ def track_row(d: dict, idx: np.ndarray, tracks: np.ndarray, s: int, Tv: int, mm_
     return {"pushed_err_mm": m(pushed), "hit_err_mm": m(hit), "hit_direction_acc": m(hit_dir), "n_hit": len(hit)}
 
 
+CONST_VEL = "constant-velocity draft (first-frame V extrapolated, no model)"
+
+
+def constant_velocity_rows(d: dict, idx: np.ndarray, cfg, s: int, mm_per_px: float, rows: dict, gif: dict | None = None) -> None:
+    """Baseline: every object's first-frame pixels moved at its first-frame velocity (the layout
+    ``velocity_prior`` conditions on), composed like the track draft; no objects are hit."""
+    from kinemask_ros.world_model.draft import draft_video
+
+    K, T, Tv = cfg.max_objects, cfg.num_frames, cfg.video_frames
+    frs, mks = [], []
+    for b in range(0, len(idx), 16):
+        inp = inputs(d, idx[b : b + 16], K, T)
+        t = torch.arange(Tv, dtype=torch.float32) * s
+        disp = inp["velocities"][:, :, None] * t[None, None, :, None]  # (B, K, Tv, 2)
+        draft = draft_video(inp["image"] * 2 - 1, slot_masks(inp["instance_mask"], K), disp)
+        frs.append(((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2).numpy())
+        mks.append((draft[:, 3:] > 0).transpose(1, 2).numpy())
+    frs, mks = np.concatenate(frs), np.concatenate(mks)
+    rows[CONST_VEL] = score(d, idx, frs, mks, s, mm_per_px)
+    if gif is not None:
+        gif[CONST_VEL] = frs
+
+
 def video_rows(d: dict, idx: np.ndarray, runs: list, track, a, s: int, mm_per_px: float, rows: dict, gif: dict | None = None,
                progress: bool = True) -> None:
     """Run each ``(label, model, mode, steps)`` of ``runs`` on episodes ``idx`` of ``d``; scores into ``rows[label]``
@@ -184,7 +208,7 @@ def hard_scene_data(category: str, n: int, size: int, max_objects: int) -> tuple
 
 def hard_scene_rows(runs: list, track, a, cfg, mm_per_px: float) -> dict:
     """Per hard-scene category (DESIGN section 5; the in-bounds ones a K-slot model can hold): the video
-    rows of ``runs`` plus copy-first-frame."""
+    rows of ``runs`` plus copy-first-frame and the constant-velocity draft."""
     from tqdm import tqdm
 
     out = {}
@@ -198,6 +222,7 @@ def hard_scene_rows(runs: list, track, a, cfg, mm_per_px: float) -> dict:
             first = d["frames"][:, :1].transpose(0, 1, 4, 2, 3) / 255.0
             first_masks = slot_masks(torch.from_numpy(d["masks"][:, :1].astype(np.int64)), K).numpy() > 0
             entry["rows"]["copy-first-frame"] = score(d, idx, np.repeat(first, Tv, 1), np.repeat(first_masks, Tv, 1), s, mm_per_px)
+            constant_velocity_rows(d, idx, cfg, s, mm_per_px, entry["rows"])
             video_rows(d, idx, runs, track, a, s, mm_per_px, entry["rows"], progress=False)
             entry["n"] = int(len(idx))
         out[cat] = entry
@@ -293,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     gt_ids = d["masks"][idx, : Tv * s : s].astype(np.int64)
     gt_masks = slot_masks(torch.from_numpy(gt_ids), K).numpy() > 0
     rows["copy-first-frame"] = score(d, idx, np.repeat(gt_frames[:, :1], Tv, 1), np.repeat(gt_masks[:, :1], Tv, 1), s, mm_per_px)
+    constant_velocity_rows(d, idx, cfg, s, mm_per_px, rows)
     with torch.no_grad():
         x = torch.from_numpy(gt_frames.reshape(-1, 3, cfg.height, cfg.width)).float()
         rgb, logits = model.decode(model.encode(x, torch.from_numpy(gt_masks.reshape(-1, K, cfg.height, cfg.width)).float()))
@@ -349,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
               f"hit {f(tr['hit_err_mm'], 1)} mm ({tr['n_hit']} hit objects), hit direction {f(tr['hit_direction_acc'])}.", "",
               "| timing | median |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in result["timings"].items()]
     if result.get("hard_scenes"):
-        short = {"copy-first-frame": "copy", "track draft, no diffusion (draft)": "draft",
+        short = {"copy-first-frame": "copy", CONST_VEL: "const. velocity", "track draft, no diffusion (draft)": "draft",
                  "refine: draft + latent denoiser from 0.3 (refine)": "refine",
                  "KineMask generate, first-frame V only, stage 1+2 (generate)": "generate 1+2",
                  "KineMask generate, first-frame V only, stage 1 only": "generate 1"}

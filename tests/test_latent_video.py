@@ -263,3 +263,71 @@ def test_training_command_runs_and_resumes(tmp_path):
     assert main(common + ["--latent-channels", "6", "--ae-steps", "2"]) == 2  # another model config is refused
     m = LatentVideoModel.from_pretrained(tmp_path / "run")
     assert np.isfinite(m.residual_std) and m.residual_std > 0
+    # fine-tuning a model made without the velocity prior: autoencoder copied, denoiser grown, stage 2 only
+    assert main(common + ["--out", str(tmp_path / "old"), "--no-velocity-prior", "--ae-steps", "2", "--stage1-steps", "2",
+                          "--stage2-steps", "0"]) == 0
+    assert main(common + ["--out", str(tmp_path / "ft"), "--what", "denoiser", "--init-from", str(tmp_path / "old"),
+                          "--stage1-steps", "0", "--stage2-steps", "2", "--stage2-final-fraction", "0.5"]) == 0
+    ft = LatentVideoModel.from_pretrained(tmp_path / "ft")
+    old = LatentVideoModel.from_pretrained(tmp_path / "old")
+    assert ft.config.velocity_prior and not old.config.velocity_prior
+    assert ft.residual_std == old.residual_std  # the old model's statistics
+
+
+def test_constant_velocity_slots_carry_each_object_at_its_first_frame_velocity():
+    from kinemask_ros.world_model.latent import constant_velocity_slots
+
+    H = W = 16
+    slots = torch.zeros(1, 2, H, W)
+    slots[0, 0, 4:7, 4:7] = 1  # moving right 1 px/frame, down 0.5 px/frame
+    slots[0, 1, 10:13, 2:5] = 1  # still
+    v0 = torch.zeros(1, 3, H, W)
+    v0[0, 0][slots[0, 0] > 0] = 1.0 / 4.0  # v_max = 4
+    v0[0, 1][slots[0, 0] > 0] = 0.5 / 4.0
+    out = constant_velocity_slots(slots, v0, 4.0, [2, 4, 20])
+    assert out.shape == (1, 3, 2, H, W)
+    assert torch.allclose(out[0, 0, 0], torch.roll(slots[0, 0], (1, 2), (0, 1)), atol=1e-5)  # 2 frames: (+2, +1) px
+    assert torch.allclose(out[0, 1, 0], torch.roll(slots[0, 0], (2, 4), (0, 1)), atol=1e-5)
+    assert torch.allclose(out[0, :, 1], slots[0, 1].expand(3, H, W), atol=1e-5)  # zero velocity stays put
+    assert float(out[0, 2, 0].sum()) < 1e-5  # carried off the image: gone, not wrapped
+    assert float(out[0, 0, 0].sum()) == pytest.approx(9.0, abs=1e-4)  # area kept
+
+
+def test_velocity_prior_is_a_function_of_the_first_frame_velocity_mask_only():
+    cfg = replace(TINY, velocity_prior=True)
+    assert cfg.cond_channels == TINY.cond_channels + cfg.max_objects
+    with pytest.raises(ValueError, match="velocity_prior"):
+        replace(TINY, conditioning="driver", velocity_prior=True)
+    m = tiny_model(cfg)
+    b = batch(cfg, m)
+    full = m.condition(b["z0"], b["first_slots"], b["velocity"], b["driver"])
+    dropped = m.condition(b["z0"], b["first_slots"], stage2_dropout(b["velocity"], 0), b["driver"])
+    prior = slice(TINY.cond_channels, cfg.cond_channels)
+    assert full.shape[1] == cfg.cond_channels
+    assert torch.equal(full[:, prior], dropped[:, prior])  # future masks do not enter the prior
+    assert not torch.equal(full[:, prior][:, :, 0], full[:, prior][:, :, -1])  # it moves over time
+    assert torch.equal(full[:, : TINY.cond_channels], tiny_model(TINY).condition(b["z0"], b["first_slots"], b["velocity"], b["driver"]))
+
+
+def test_init_from_grows_the_input_layer_and_keeps_predictions(tmp_path):
+    from kinemask_ros.world_model.latent import grow_denoiser_from
+
+    old = tiny_model(TINY, seed=3)
+    for prm in old.denoiser.parameters():  # a trained-looking model (the output layer starts at zero)
+        prm.data.normal_(0, 0.1)
+    old.save_pretrained(tmp_path / "ck")
+    cfg = replace(TINY, velocity_prior=True)
+    fresh = tiny_model(cfg, seed=5)
+    grown = grow_denoiser_from(fresh.denoiser, tmp_path / "ck")
+    assert grown.config.cond_channels == cfg.cond_channels and grown.config.residual_std == old.denoiser.config.residual_std
+    g = torch.Generator().manual_seed(0)
+    F_, h = cfg.video_frames - 1, cfg.latent_height
+    x = torch.randn(2, cfg.latent_channels, F_, h, h, generator=g)
+    cond = torch.randn(2, cfg.cond_channels, F_, h, h, generator=g)
+    t = torch.tensor([500.0, 900.0])
+    with torch.no_grad():
+        assert torch.allclose(grown(x, t, cond), old.denoiser(x, t, cond[:, : TINY.cond_channels]), atol=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        grow_denoiser_from(tiny_model(replace(TINY, denoiser_channels=(8, 8))).denoiser, tmp_path / "ck")
+    with pytest.raises(FileNotFoundError, match="no latent denoiser"):
+        grow_denoiser_from(fresh.denoiser, tmp_path)

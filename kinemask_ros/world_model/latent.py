@@ -69,6 +69,12 @@ class LatentVideoConfig(VideoClipFields):
         ae_channels: autoencoder widths per level (``log2(downscale) + 1`` levels).
         denoiser_channels: UNet widths per level of the latent denoiser.
         sample_shift: ``shift`` of the FlowMatchEulerDiscreteScheduler used for sampling.
+        velocity_prior: add the *constant-velocity layout* to the condition: every first-frame object
+            mask carried along its own first-frame velocity to each future frame (K channels per
+            frame, :func:`constant_velocity_slots`). A function of the frame-0 velocity mask only, so
+            ``generate`` stays KineMask's first-frame-only inference; the denoiser learns what
+            differs from it (contact timing, sliding to rest, the objects the pushed one hits).
+            False in checkpoints made before it existed.
     """
 
     height: int = 64
@@ -83,6 +89,7 @@ class LatentVideoConfig(VideoClipFields):
     ae_channels: tuple[int, ...] = (16, 16, 32)
     denoiser_channels: tuple[int, ...] = (32, 64, 64)
     sample_shift: float = 2.0
+    velocity_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.downscale not in (2, 4, 8):
@@ -111,6 +118,11 @@ class LatentVideoConfig(VideoClipFields):
             raise ValueError(f"LatentVideoConfig.denoiser_channels must be ints >= 8 divisible by 8, got {self.denoiser_channels!r}")
         if not (isinstance(self.sample_shift, (int, float)) and math.isfinite(self.sample_shift) and self.sample_shift > 0):
             raise ValueError(f"LatentVideoConfig.sample_shift must be > 0, got {self.sample_shift!r}")
+        if not isinstance(self.velocity_prior, bool):
+            raise ValueError(f"LatentVideoConfig.velocity_prior must be a bool, got {self.velocity_prior!r}")
+        if self.velocity_prior and not self.uses_velocity:
+            raise ValueError(f"LatentVideoConfig.velocity_prior needs a velocity mask: conditioning 'velocity' or 'both', "
+                             f"got {self.conditioning!r}")
 
     @property
     def latent_height(self) -> int:
@@ -122,7 +134,8 @@ class LatentVideoConfig(VideoClipFields):
 
     @property
     def cond_channels(self) -> int:
-        return self.latent_channels + self.max_objects + (6 if self.uses_velocity else 0) + (1 if self.uses_driver else 0)
+        return (self.latent_channels + self.max_objects + (6 if self.uses_velocity else 0) + (1 if self.uses_driver else 0)
+                + (self.max_objects if self.velocity_prior else 0))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -201,6 +214,38 @@ def pool_to_latent(x: torch.Tensor, downscale: int) -> torch.Tensor:
     lead = x.shape[:-2]
     y = F.avg_pool2d(x.reshape(-1, 1, *x.shape[-2:]), downscale)
     return y.reshape(*lead, *y.shape[-2:])
+
+
+def constant_velocity_slots(first_slots: torch.Tensor, velocity0: torch.Tensor, v_max: float,
+                            frame_offsets: list[int]) -> torch.Tensor:
+    """Each first-frame object mask carried along its own first-frame velocity (the KineMask
+    velocity mask of frame 0 extrapolated at constant velocity).
+
+    Args:
+        first_slots: ``(B, K, H, W)`` object masks in {0, 1}.
+        velocity0: ``(B, 3, H, W)`` velocity mask of frame 0 (ch0/1 = v / v_max inside objects).
+        v_max: the velocity mask's normalisation [px/frame].
+        frame_offsets: episode frames after frame 0 (e.g. ``[2, 4, ..., 14]``).
+
+    Returns:
+        ``(B, F, K, H, W)`` masks in [0, 1] (bilinear; an object carried off the image vanishes).
+        A slot's velocity is the mean of the velocity mask over its pixels, so the layout is a
+        function of the frame-0 velocity mask alone.
+    """
+    B, K, H, W = first_slots.shape
+    area = first_slots.sum((-2, -1))  # (B, K)
+    v = torch.einsum("bkhw,bchw->bkc", first_slots, velocity0[:, :2]) / area.clamp_min(1.0)[..., None] * v_max  # (B, K, 2) px/frame
+    t = torch.tensor(frame_offsets, dtype=first_slots.dtype, device=first_slots.device)
+    shift = v[:, None] * t[None, :, None, None]  # (B, F, K, 2) [px]
+    ys, xs = torch.meshgrid(torch.arange(H, device=first_slots.device, dtype=first_slots.dtype),
+                            torch.arange(W, device=first_slots.device, dtype=first_slots.dtype), indexing="ij")
+    # output pixel p samples the first frame at p - shift (align_corners=False pixel centres)
+    gx = ((xs - shift[..., 0, None, None]) + 0.5) / W * 2 - 1  # (B, F, K, H, W)
+    gy = ((ys - shift[..., 1, None, None]) + 0.5) / H * 2 - 1
+    grid = torch.stack([gx, gy], -1).reshape(-1, H, W, 2)
+    src = first_slots[:, None].expand(-1, len(frame_offsets), -1, -1, -1).reshape(-1, 1, H, W)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.view(B, len(frame_offsets), K, H, W)
 
 
 def slot_masks(instance_mask: torch.Tensor, max_objects: int) -> torch.Tensor:
@@ -348,6 +393,10 @@ class LatentVideoModel:
             first_slots: ``(B, K, H, W)`` first-frame object masks in {0, 1} (pixels).
             velocity: ``(B, Tv, 3, H, W)`` velocity mask (frames a model must not see are zero) or None.
             driver: ``(B, Tv, 1, H, W)`` pusher footprint in {0, 1} or None.
+
+        Order: z0, slots, [frame-0 velocity mask, frame t's velocity mask], [driver],
+        [constant-velocity layout (``velocity_prior``)] - new parts go last, so a model grown from an
+        older one (``--init-from``) keeps its input weights in place.
         """
         cfg = self.config
         self.check_latents(z0, "z0")
@@ -365,6 +414,10 @@ class LatentVideoModel:
                 raise ValueError(f"driver must be (B, {cfg.video_frames}, 1, {cfg.height}, {cfg.width}) for conditioning="
                                  f"{cfg.conditioning!r}, got {None if driver is None else tuple(driver.shape)}")
             parts.append(pool_to_latent(driver.float(), d)[:, 1:].transpose(1, 2) * 2 - 1)
+        if cfg.velocity_prior:
+            offsets = [cfg.video_frame_stride * j for j in range(1, cfg.video_frames)]
+            prior = constant_velocity_slots(first_slots.float(), velocity[:, 0], cfg.v_max, offsets)  # (B, F, K, H, W)
+            parts.append(pool_to_latent(prior, d).transpose(1, 2) * 2 - 1)
         return torch.cat(parts, 1)
 
     @torch.no_grad()
@@ -587,6 +640,7 @@ class LatentTrainConfig:
     max_episodes: int | None = None
     seed: int = 0
     device: str = "auto"
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         if self.what not in ("ae", "denoiser", "all"):
@@ -611,6 +665,8 @@ class LatentTrainConfig:
             raise ValueError(f"LatentTrainConfig.morph_prob must be in [0, 1], got {self.morph_prob!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"LatentTrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if not 0.0 <= self.stage2_final_fraction < 1.0:
+            raise ValueError(f"LatentTrainConfig.stage2_final_fraction must be in [0, 1), got {self.stage2_final_fraction!r}")
 
 
 def sample_noise_level(n: int, gen: torch.Generator, logit_mean: float, uniform_fraction: float,
@@ -813,6 +869,46 @@ def denoiser_loss(model: LatentVideoModel, b: dict, gen: torch.Generator, tc: La
     return ((pred - (noise - x0)) ** 2 * w).mean() / w.mean()
 
 
+def grow_denoiser_from(den: LatentVideoDenoiser, init_dir: str | Path) -> LatentVideoDenoiser:
+    """Fine-tuning start: a denoiser like ``den`` with the weights of ``init_dir`` (a checkpoint or run
+    directory holding ``latent_video/``, or that folder itself).
+
+    The two may differ only in appended condition channels (e.g. ``velocity_prior`` added): the input
+    layer grows with zero weights, so the grown model's predictions equal the old one's at step 0.
+    The latent statistics come from the old model (they define what its outputs mean).
+    """
+    d = Path(init_dir)
+    d = d / "latent_video" if (d / "latent_video").is_dir() else d
+    if not (d / "config.json").exists():
+        raise FileNotFoundError(f"--init-from {init_dir}: no latent denoiser there (expected latent_video/config.json)")
+    old = LatentVideoDenoiser.from_pretrained(d, low_cpu_mem_usage=False)
+    oc, nc = old.config, den.config
+    for k in ("latent_channels", "latent_height", "latent_width", "num_frames", "max_objects", "conditioning", "channels", "emb_dim"):
+        if tuple(np.atleast_1d(getattr(oc, k))) != tuple(np.atleast_1d(getattr(nc, k))):
+            raise ValueError(f"--init-from {init_dir}: its denoiser has {k}={getattr(oc, k)!r}, this run {getattr(nc, k)!r}; "
+                             "only appended condition channels can differ")
+    if oc.cond_channels > nc.cond_channels:
+        raise ValueError(f"--init-from {init_dir}: its denoiser reads {oc.cond_channels} condition channels, this run only "
+                         f"{nc.cond_channels}; channels can be added, not removed")
+    new = build_like(den, latent_mean=oc.latent_mean, latent_std=oc.latent_std, residual_std=oc.residual_std)
+    sd = new.state_dict()
+    for k, v in old.state_dict().items():
+        if k == "inp.weight" and v.shape[1] < sd[k].shape[1]:
+            sd[k].zero_()
+            sd[k][:, : v.shape[1]] = v
+        else:
+            sd[k] = v
+    new.load_state_dict(sd)
+    return new
+
+
+def build_like(den: LatentVideoDenoiser, **overrides) -> LatentVideoDenoiser:
+    """A fresh denoiser with ``den``'s config and ``overrides``."""
+    kw = {k: v for k, v in dict(den.config).items() if not k.startswith("_")}
+    kw.update(overrides)
+    return LatentVideoDenoiser(**kw)
+
+
 def train_denoiser(tc: LatentTrainConfig, cfg: LatentVideoConfig, d: dict, vae: AutoencoderKL, device: torch.device) -> None:
     """Encode the dataset once (cached), then train the latent denoiser in two stages; exports
     ``OUT/latent_video`` (stage 1+2) and ``OUT/stage1/latent_video`` (+ ``vae``) for the ablation."""
@@ -830,6 +926,10 @@ def train_denoiser(tc: LatentTrainConfig, cfg: LatentVideoConfig, d: dict, vae: 
         np.save(cache, zraw)
     mean, std, rstd = latent_statistics(zraw)
     den = build_denoiser(cfg, mean, std, rstd)
+    if tc.init_from:  # its weights and latent statistics (a resumed run's state then replaces the weights)
+        den = grow_denoiser_from(den, tc.init_from)
+        if not (out / "state_latent_video.pt").exists():
+            print(f"latent denoiser initialised from {tc.init_from}", flush=True)
     model = LatentVideoModel(cfg, vae, den).to(device)
     total = tc.stage1_steps + tc.stage2_steps
     run = _Run("latent_video", den, tc.lr, total, tc, device)
@@ -894,6 +994,12 @@ def train_latent(tc: LatentTrainConfig, cfg: LatentVideoConfig) -> Path:
         if look["frames"].shape[2:4] != (H, W):
             raise ValueError(f"--look-data {tc.look_data} has {look['frames'].shape[2:4]} frames, need {H}x{W}")
         vae_sets.append(look)
+    init_vae = Path(tc.init_from) / "vae" if tc.init_from else None
+    if tc.what == "denoiser" and not (out / "vae").exists() and init_vae is not None and init_vae.is_dir():
+        import shutil
+
+        shutil.copytree(init_vae, out / "vae")  # fine-tuning the denoiser keeps the autoencoder it was trained on
+        print(f"autoencoder copied from {init_vae}", flush=True)
     if tc.what in ("ae", "all") and tc.ae_steps:
         vae = train_autoencoder(tc, cfg, vae_sets, device)
     elif (out / "vae").exists():
@@ -929,6 +1035,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ae-channels", type=int, nargs="+", default=list(m.ae_channels))
     p.add_argument("--denoiser-channels", type=int, nargs="+", default=list(m.denoiser_channels))
     p.add_argument("--v-max", type=float, default=m.v_max)
+    p.add_argument("--velocity-prior", action=argparse.BooleanOptionalAction, default=True,
+                   help="condition on the first-frame masks carried at their first-frame velocity (LatentVideoConfig.velocity_prior)")
+    p.add_argument("--stage2-final-fraction", type=float, default=d.stage2_final_fraction,
+                   help="last fraction of stage 2 trained with the first frame's velocity mask only")
+    p.add_argument("--init-from", default="", help="fine-tune: start the denoiser from this checkpoint or run directory "
+                   "(its latent_video/; appended condition channels start at zero)")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--max-episodes", type=int, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -941,10 +1053,11 @@ def main(argv: list[str] | None = None) -> int:
         tc = LatentTrainConfig(data=a.data, out=a.out, look_data=a.look_data, what=a.what, ae_steps=a.ae_steps, ae_batch=a.ae_batch,
                                stage1_steps=a.stage1_steps, stage2_steps=a.stage2_steps, batch=a.batch, lr=a.lr,
                                t_logit_mean=a.t_logit_mean, t_uniform_fraction=a.t_uniform_fraction, ckpt_every=a.ckpt_every,
-                               max_episodes=a.max_episodes, seed=a.seed, device=a.device)
+                               max_episodes=a.max_episodes, seed=a.seed, device=a.device,
+                               stage2_final_fraction=a.stage2_final_fraction, init_from=a.init_from)
         cfg = replace(m, height=a.size, width=a.size, num_frames=a.num_frames, max_objects=a.max_objects,
                       latent_channels=a.latent_channels, ae_channels=tuple(a.ae_channels),
-                      denoiser_channels=tuple(a.denoiser_channels), v_max=a.v_max)
+                      denoiser_channels=tuple(a.denoiser_channels), v_max=a.v_max, velocity_prior=a.velocity_prior)
         out = train_latent(tc, cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"kinemask-train-latent: error: {e}", file=sys.stderr)
