@@ -4,8 +4,9 @@
     python benchmarks/latent_video.py --checkpoint runs/latent64/run   # a training run (vae/, latent_video/, stage1/)
 
 Held-out episodes (seeds >= 10,000,000) rendered at 64x64, half with collisions. Rows, all from the
-same episodes: copy-first-frame; a constant-velocity draft (each object's first-frame pixels moved at
-its first-frame velocity: the layout the ``velocity_prior`` condition holds, no model); the autoencoder's reconstruction of the true video (the ceiling
+same episodes: copy-first-frame; two drafts without a model - constant velocity (each object's
+first-frame pixels moved at its first-frame velocity) and the pushed layout the ``push_prior``
+condition holds (objects moving in frame 0 carried by the pusher's progress, nobody hit); the autoencoder's reconstruction of the true video (the ceiling
 of every latent row); the track draft (raster track model on the 2x down-sampled inputs, objects
 moved along its tracks, no diffusion); refine (draft encoded, denoised from noise 0.3 with the
 velocity mask rebuilt from the draft); and KineMask generate (velocity mask on frame 0 only, from
@@ -138,26 +139,34 @@ def track_row(d: dict, idx: np.ndarray, tracks: np.ndarray, s: int, Tv: int, mm_
 
 
 CONST_VEL = "constant-velocity draft (first-frame V extrapolated, no model)"
+PUSHED = "pushed-layout draft (push_prior alone: carried by the pusher, no model)"
 
 
-def constant_velocity_rows(d: dict, idx: np.ndarray, cfg, s: int, mm_per_px: float, rows: dict, gif: dict | None = None) -> None:
-    """Baseline: every object's first-frame pixels moved at its first-frame velocity (the layout
-    ``velocity_prior`` conditions on), composed like the track draft; no objects are hit."""
+def layout_rows(d: dict, idx: np.ndarray, cfg, s: int, mm_per_px: float, rows: dict, gif: dict | None = None) -> None:
+    """Two baselines without a model, composed like the track draft (nobody is hit in either):
+    every object's first-frame pixels moved at its first-frame velocity (``CONST_VEL``), and the
+    layout of :func:`~kinemask_ros.world_model.latent.pushed_displacement` (``PUSHED``)."""
     from kinemask_ros.world_model.draft import draft_video
+    from kinemask_ros.world_model.latent import pushed_displacement
 
     K, T, Tv = cfg.max_objects, cfg.num_frames, cfg.video_frames
-    frs, mks = [], []
+    out = {CONST_VEL: ([], []), PUSHED: ([], [])}
     for b in range(0, len(idx), 16):
         inp = inputs(d, idx[b : b + 16], K, T)
+        slots = slot_masks(inp["instance_mask"], K)
         t = torch.arange(Tv, dtype=torch.float32) * s
-        disp = inp["velocities"][:, :, None] * t[None, None, :, None]  # (B, K, Tv, 2)
-        draft = draft_video(inp["image"] * 2 - 1, slot_masks(inp["instance_mask"], K), disp)
-        frs.append(((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2).numpy())
-        mks.append((draft[:, 3:] > 0).transpose(1, 2).numpy())
-    frs, mks = np.concatenate(frs), np.concatenate(mks)
-    rows[CONST_VEL] = score(d, idx, frs, mks, s, mm_per_px)
-    if gif is not None:
-        gif[CONST_VEL] = frs
+        v0 = torch.einsum("bkhw,bkc->bchw", slots, (inp["velocities"] / cfg.v_max).clamp(-1, 1))  # as the pipeline builds it
+        pushed = pushed_displacement(slots, v0, inp["driver"][:, ::s]).transpose(1, 2)  # (B, K, F, 2)
+        for label, disp in ((CONST_VEL, inp["velocities"][:, :, None] * t[None, None, :, None]),
+                            (PUSHED, torch.cat([torch.zeros_like(pushed[:, :, :1]), pushed], 2))):
+            draft = draft_video(inp["image"] * 2 - 1, slots, disp)
+            out[label][0].append(((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2).numpy())
+            out[label][1].append((draft[:, 3:] > 0).transpose(1, 2).numpy())
+    for label, (frs, mks) in out.items():
+        frs, mks = np.concatenate(frs), np.concatenate(mks)
+        rows[label] = score(d, idx, frs, mks, s, mm_per_px)
+        if gif is not None and label == PUSHED:
+            gif[label] = frs
 
 
 def video_rows(d: dict, idx: np.ndarray, runs: list, track, a, s: int, mm_per_px: float, rows: dict, gif: dict | None = None,
@@ -208,7 +217,7 @@ def hard_scene_data(category: str, n: int, size: int, max_objects: int) -> tuple
 
 def hard_scene_rows(runs: list, track, a, cfg, mm_per_px: float) -> dict:
     """Per hard-scene category (DESIGN section 5; the in-bounds ones a K-slot model can hold): the video
-    rows of ``runs`` plus copy-first-frame and the constant-velocity draft."""
+    rows of ``runs`` plus copy-first-frame and the two layout drafts."""
     from tqdm import tqdm
 
     out = {}
@@ -222,7 +231,7 @@ def hard_scene_rows(runs: list, track, a, cfg, mm_per_px: float) -> dict:
             first = d["frames"][:, :1].transpose(0, 1, 4, 2, 3) / 255.0
             first_masks = slot_masks(torch.from_numpy(d["masks"][:, :1].astype(np.int64)), K).numpy() > 0
             entry["rows"]["copy-first-frame"] = score(d, idx, np.repeat(first, Tv, 1), np.repeat(first_masks, Tv, 1), s, mm_per_px)
-            constant_velocity_rows(d, idx, cfg, s, mm_per_px, entry["rows"])
+            layout_rows(d, idx, cfg, s, mm_per_px, entry["rows"])
             video_rows(d, idx, runs, track, a, s, mm_per_px, entry["rows"], progress=False)
             entry["n"] = int(len(idx))
         out[cat] = entry
@@ -318,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     gt_ids = d["masks"][idx, : Tv * s : s].astype(np.int64)
     gt_masks = slot_masks(torch.from_numpy(gt_ids), K).numpy() > 0
     rows["copy-first-frame"] = score(d, idx, np.repeat(gt_frames[:, :1], Tv, 1), np.repeat(gt_masks[:, :1], Tv, 1), s, mm_per_px)
-    constant_velocity_rows(d, idx, cfg, s, mm_per_px, rows)
+    layout_rows(d, idx, cfg, s, mm_per_px, rows)
     with torch.no_grad():
         x = torch.from_numpy(gt_frames.reshape(-1, 3, cfg.height, cfg.width)).float()
         rgb, logits = model.decode(model.encode(x, torch.from_numpy(gt_masks.reshape(-1, K, cfg.height, cfg.width)).float()))
@@ -375,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
               f"hit {f(tr['hit_err_mm'], 1)} mm ({tr['n_hit']} hit objects), hit direction {f(tr['hit_direction_acc'])}.", "",
               "| timing | median |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in result["timings"].items()]
     if result.get("hard_scenes"):
-        short = {"copy-first-frame": "copy", CONST_VEL: "const. velocity", "track draft, no diffusion (draft)": "draft",
+        short = {"copy-first-frame": "copy", CONST_VEL: "const. velocity", PUSHED: "pushed layout", "track draft, no diffusion (draft)": "draft",
                  "refine: draft + latent denoiser from 0.3 (refine)": "refine",
                  "KineMask generate, first-frame V only, stage 1+2 (generate)": "generate 1+2",
                  "KineMask generate, first-frame V only, stage 1 only": "generate 1"}

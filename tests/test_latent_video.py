@@ -263,48 +263,59 @@ def test_training_command_runs_and_resumes(tmp_path):
     assert main(common + ["--latent-channels", "6", "--ae-steps", "2"]) == 2  # another model config is refused
     m = LatentVideoModel.from_pretrained(tmp_path / "run")
     assert np.isfinite(m.residual_std) and m.residual_std > 0
-    # fine-tuning a model made without the velocity prior: autoencoder copied, denoiser grown, stage 2 only
-    assert main(common + ["--out", str(tmp_path / "old"), "--no-velocity-prior", "--ae-steps", "2", "--stage1-steps", "2",
+    # fine-tuning a model made without the push prior: autoencoder copied, denoiser grown, stage 2 only
+    assert main(common + ["--out", str(tmp_path / "old"), "--no-push-prior", "--ae-steps", "2", "--stage1-steps", "2",
                           "--stage2-steps", "0"]) == 0
     assert main(common + ["--out", str(tmp_path / "ft"), "--what", "denoiser", "--init-from", str(tmp_path / "old"),
                           "--stage1-steps", "0", "--stage2-steps", "2", "--stage2-final-fraction", "0.5"]) == 0
     ft = LatentVideoModel.from_pretrained(tmp_path / "ft")
     old = LatentVideoModel.from_pretrained(tmp_path / "old")
-    assert ft.config.velocity_prior and not old.config.velocity_prior
+    assert ft.config.push_prior and not old.config.push_prior
     assert ft.residual_std == old.residual_std  # the old model's statistics
 
 
-def test_constant_velocity_slots_carry_each_object_at_its_first_frame_velocity():
-    from kinemask_ros.world_model.latent import constant_velocity_slots
+def test_pushed_layout_carries_moving_objects_by_the_pushers_progress():
+    from kinemask_ros.world_model.latent import carry_slots, pushed_displacement, pushed_layout
 
     H = W = 16
     slots = torch.zeros(1, 2, H, W)
-    slots[0, 0, 4:7, 4:7] = 1  # moving right 1 px/frame, down 0.5 px/frame
+    slots[0, 0, 4:7, 4:7] = 1  # pushed to the right (frame-0 velocity along +u)
     slots[0, 1, 10:13, 2:5] = 1  # still
     v0 = torch.zeros(1, 3, H, W)
-    v0[0, 0][slots[0, 0] > 0] = 1.0 / 4.0  # v_max = 4
-    v0[0, 1][slots[0, 0] > 0] = 0.5 / 4.0
-    out = constant_velocity_slots(slots, v0, 4.0, [2, 4, 20])
-    assert out.shape == (1, 3, 2, H, W)
-    assert torch.allclose(out[0, 0, 0], torch.roll(slots[0, 0], (1, 2), (0, 1)), atol=1e-5)  # 2 frames: (+2, +1) px
-    assert torch.allclose(out[0, 1, 0], torch.roll(slots[0, 0], (2, 4), (0, 1)), atol=1e-5)
-    assert torch.allclose(out[0, :, 1], slots[0, 1].expand(3, H, W), atol=1e-5)  # zero velocity stays put
-    assert float(out[0, 2, 0].sum()) < 1e-5  # carried off the image: gone, not wrapped
+    v0[0, 0][slots[0, 0] > 0] = 0.9  # speed does not matter, only the direction
+    driver = torch.zeros(1, 4, 1, H, W)
+    for t, (u, v) in enumerate([(2, 5), (4, 6), (6, 5), (6, 5)]):  # +2 px along u per frame (v wobbles), then stops
+        driver[0, t, 0, v, u] = 1
+    driver[0, 3] = 0  # out of view in the last frame: keeps the last position
+    disp = pushed_displacement(slots, v0, driver)
+    assert disp.shape == (1, 3, 2, 2)
+    assert torch.allclose(disp[0, :, 0], torch.tensor([[2.0, 0.0], [4.0, 0.0], [4.0, 0.0]]))  # projected on the direction
+    assert torch.equal(disp[0, :, 1], torch.zeros(3, 2))  # still objects stay
+    out = pushed_layout(slots, v0, driver)
+    assert torch.allclose(out[0, 1, 0], torch.roll(slots[0, 0], 4, 1), atol=1e-5)
+    assert torch.allclose(out[0, :, 1], slots[0, 1].expand(3, H, W), atol=1e-5)
+    gone = carry_slots(slots, torch.full((1, 1, 2, 2), 40.0))
+    assert float(gone.sum()) < 1e-5  # carried off the image: gone, not wrapped
     assert float(out[0, 0, 0].sum()) == pytest.approx(9.0, abs=1e-4)  # area kept
+    assert torch.equal(pushed_displacement(slots, v0, torch.zeros_like(driver)), torch.zeros(1, 3, 2, 2))  # no pusher: no push
 
 
-def test_velocity_prior_is_a_function_of_the_first_frame_velocity_mask_only():
-    cfg = replace(TINY, velocity_prior=True)
+def test_push_prior_uses_only_the_first_frame_velocity_mask_and_the_driver():
+    cfg = replace(TINY, push_prior=True)
     assert cfg.cond_channels == TINY.cond_channels + cfg.max_objects
-    with pytest.raises(ValueError, match="velocity_prior"):
-        replace(TINY, conditioning="driver", velocity_prior=True)
+    with pytest.raises(ValueError, match="push_prior"):
+        replace(TINY, conditioning="velocity", push_prior=True)
     m = tiny_model(cfg)
     b = batch(cfg, m)
+    for t in range(cfg.video_frames):  # the pusher moves 1.5 px per video frame
+        b["driver"][:, t] = 0
+        b["driver"][:, t, 0, 1, 1 + int(1.5 * t)] = 1
+    b["velocity"][:, 0, :2] = 0.5  # frame 0: everything moves diagonally
     full = m.condition(b["z0"], b["first_slots"], b["velocity"], b["driver"])
     dropped = m.condition(b["z0"], b["first_slots"], stage2_dropout(b["velocity"], 0), b["driver"])
     prior = slice(TINY.cond_channels, cfg.cond_channels)
     assert full.shape[1] == cfg.cond_channels
-    assert torch.equal(full[:, prior], dropped[:, prior])  # future masks do not enter the prior
+    assert torch.equal(full[:, prior], dropped[:, prior])  # future velocity masks do not enter the prior
     assert not torch.equal(full[:, prior][:, :, 0], full[:, prior][:, :, -1])  # it moves over time
     assert torch.equal(full[:, : TINY.cond_channels], tiny_model(TINY).condition(b["z0"], b["first_slots"], b["velocity"], b["driver"]))
 
@@ -316,7 +327,7 @@ def test_init_from_grows_the_input_layer_and_keeps_predictions(tmp_path):
     for prm in old.denoiser.parameters():  # a trained-looking model (the output layer starts at zero)
         prm.data.normal_(0, 0.1)
     old.save_pretrained(tmp_path / "ck")
-    cfg = replace(TINY, velocity_prior=True)
+    cfg = replace(TINY, push_prior=True)
     fresh = tiny_model(cfg, seed=5)
     grown = grow_denoiser_from(fresh.denoiser, tmp_path / "ck")
     assert grown.config.cond_channels == cfg.cond_channels and grown.config.residual_std == old.denoiser.config.residual_std

@@ -69,11 +69,13 @@ class LatentVideoConfig(VideoClipFields):
         ae_channels: autoencoder widths per level (``log2(downscale) + 1`` levels).
         denoiser_channels: UNet widths per level of the latent denoiser.
         sample_shift: ``shift`` of the FlowMatchEulerDiscreteScheduler used for sampling.
-        velocity_prior: add the *constant-velocity layout* to the condition: every first-frame object
-            mask carried along its own first-frame velocity to each future frame (K channels per
-            frame, :func:`constant_velocity_slots`). A function of the frame-0 velocity mask only, so
-            ``generate`` stays KineMask's first-frame-only inference; the denoiser learns what
-            differs from it (contact timing, sliding to rest, the objects the pushed one hits).
+        push_prior: add the *pushed layout* to the condition: the first-frame mask of every object
+            the frame-0 velocity mask sets moving, carried along its velocity's direction by the
+            pusher's progress along it (from the driver masks; quasi-static pushing), K channels per
+            frame (:func:`pushed_layout`). Uses only what ``generate`` is given (the frame-0 velocity
+            mask and the driver), so it stays KineMask's first-frame-only inference; the denoiser
+            learns what differs from it (contact timing, sliding, rotation, and every object the
+            pushed one hits - those have no frame-0 velocity, so the layout keeps them still).
             False in checkpoints made before it existed.
     """
 
@@ -89,7 +91,7 @@ class LatentVideoConfig(VideoClipFields):
     ae_channels: tuple[int, ...] = (16, 16, 32)
     denoiser_channels: tuple[int, ...] = (32, 64, 64)
     sample_shift: float = 2.0
-    velocity_prior: bool = False
+    push_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.downscale not in (2, 4, 8):
@@ -118,10 +120,10 @@ class LatentVideoConfig(VideoClipFields):
             raise ValueError(f"LatentVideoConfig.denoiser_channels must be ints >= 8 divisible by 8, got {self.denoiser_channels!r}")
         if not (isinstance(self.sample_shift, (int, float)) and math.isfinite(self.sample_shift) and self.sample_shift > 0):
             raise ValueError(f"LatentVideoConfig.sample_shift must be > 0, got {self.sample_shift!r}")
-        if not isinstance(self.velocity_prior, bool):
-            raise ValueError(f"LatentVideoConfig.velocity_prior must be a bool, got {self.velocity_prior!r}")
-        if self.velocity_prior and not self.uses_velocity:
-            raise ValueError(f"LatentVideoConfig.velocity_prior needs a velocity mask: conditioning 'velocity' or 'both', "
+        if not isinstance(self.push_prior, bool):
+            raise ValueError(f"LatentVideoConfig.push_prior must be a bool, got {self.push_prior!r}")
+        if self.push_prior and self.conditioning != "both":
+            raise ValueError(f"LatentVideoConfig.push_prior needs the velocity mask and the driver: conditioning 'both', "
                              f"got {self.conditioning!r}")
 
     @property
@@ -135,7 +137,7 @@ class LatentVideoConfig(VideoClipFields):
     @property
     def cond_channels(self) -> int:
         return (self.latent_channels + self.max_objects + (6 if self.uses_velocity else 0) + (1 if self.uses_driver else 0)
-                + (self.max_objects if self.velocity_prior else 0))
+                + (self.max_objects if self.push_prior else 0))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -216,36 +218,66 @@ def pool_to_latent(x: torch.Tensor, downscale: int) -> torch.Tensor:
     return y.reshape(*lead, *y.shape[-2:])
 
 
-def constant_velocity_slots(first_slots: torch.Tensor, velocity0: torch.Tensor, v_max: float,
-                            frame_offsets: list[int]) -> torch.Tensor:
-    """Each first-frame object mask carried along its own first-frame velocity (the KineMask
-    velocity mask of frame 0 extrapolated at constant velocity).
+def carry_slots(first_slots: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+    """First-frame object masks translated: ``first_slots (B, K, H, W)`` in {0, 1} and
+    ``displacement (B, F, K, 2)`` [px, (u, v)] -> ``(B, F, K, H, W)`` in [0, 1] (bilinear; a mask
+    carried off the image vanishes, it never wraps)."""
+    B, K, H, W = first_slots.shape
+    Fr = displacement.shape[1]
+    ys, xs = torch.meshgrid(torch.arange(H, device=first_slots.device, dtype=first_slots.dtype),
+                            torch.arange(W, device=first_slots.device, dtype=first_slots.dtype), indexing="ij")
+    # output pixel p samples the first frame at p - displacement (align_corners=False pixel centres)
+    gx = ((xs - displacement[..., 0, None, None]) + 0.5) / W * 2 - 1  # (B, F, K, H, W)
+    gy = ((ys - displacement[..., 1, None, None]) + 0.5) / H * 2 - 1
+    grid = torch.stack([gx, gy], -1).reshape(-1, H, W, 2)
+    src = first_slots[:, None].expand(-1, Fr, -1, -1, -1).reshape(-1, 1, H, W)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.view(B, Fr, K, H, W)
+
+
+def mask_centroids(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``masks (..., H, W)`` -> centroids ``(..., 2)`` [px, (u, v)] and a bool ``(...)`` "mask not empty"."""
+    H, W = masks.shape[-2:]
+    ys = torch.arange(H, device=masks.device, dtype=masks.dtype)
+    xs = torch.arange(W, device=masks.device, dtype=masks.dtype)
+    area = masks.sum((-2, -1))
+    u = (masks.sum(-2) * xs).sum(-1) / area.clamp_min(1e-6)
+    v = (masks.sum(-1) * ys).sum(-1) / area.clamp_min(1e-6)
+    return torch.stack([u, v], -1), area > 0.5
+
+
+def pushed_displacement(first_slots: torch.Tensor, velocity0: torch.Tensor, driver: torch.Tensor) -> torch.Tensor:
+    """Per-object displacement a quasi-static push predicts, from ``generate``'s inputs only.
+
+    Every object the frame-0 velocity mask sets moving is carried along its velocity's direction
+    ``d`` by the pusher's progress along ``d``: ``((p_t - p_0) . d) d`` with ``p_t`` the driver
+    mask's centroid at frame ``t`` (a frame without a driver keeps the last displacement; no driver
+    in frame 0: no push). Still objects stay; the objects the pushed one will hit are the model's job.
 
     Args:
         first_slots: ``(B, K, H, W)`` object masks in {0, 1}.
-        velocity0: ``(B, 3, H, W)`` velocity mask of frame 0 (ch0/1 = v / v_max inside objects).
-        v_max: the velocity mask's normalisation [px/frame].
-        frame_offsets: episode frames after frame 0 (e.g. ``[2, 4, ..., 14]``).
+        velocity0: ``(B, 3, H, W)`` velocity mask of frame 0 (ch0/1 = velocity / v_max inside objects).
+        driver: ``(B, Tv, 1, H, W)`` pusher footprint per video frame (frame 0 first).
 
     Returns:
-        ``(B, F, K, H, W)`` masks in [0, 1] (bilinear; an object carried off the image vanishes).
-        A slot's velocity is the mean of the velocity mask over its pixels, so the layout is a
-        function of the frame-0 velocity mask alone.
+        ``(B, Tv - 1, K, 2)`` [px, (u, v)] for video frames ``1..Tv-1``.
     """
-    B, K, H, W = first_slots.shape
     area = first_slots.sum((-2, -1))  # (B, K)
-    v = torch.einsum("bkhw,bchw->bkc", first_slots, velocity0[:, :2]) / area.clamp_min(1.0)[..., None] * v_max  # (B, K, 2) px/frame
-    t = torch.tensor(frame_offsets, dtype=first_slots.dtype, device=first_slots.device)
-    shift = v[:, None] * t[None, :, None, None]  # (B, F, K, 2) [px]
-    ys, xs = torch.meshgrid(torch.arange(H, device=first_slots.device, dtype=first_slots.dtype),
-                            torch.arange(W, device=first_slots.device, dtype=first_slots.dtype), indexing="ij")
-    # output pixel p samples the first frame at p - shift (align_corners=False pixel centres)
-    gx = ((xs - shift[..., 0, None, None]) + 0.5) / W * 2 - 1  # (B, F, K, H, W)
-    gy = ((ys - shift[..., 1, None, None]) + 0.5) / H * 2 - 1
-    grid = torch.stack([gx, gy], -1).reshape(-1, H, W, 2)
-    src = first_slots[:, None].expand(-1, len(frame_offsets), -1, -1, -1).reshape(-1, 1, H, W)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.view(B, len(frame_offsets), K, H, W)
+    v = torch.einsum("bkhw,bchw->bkc", first_slots, velocity0[:, :2]) / area.clamp_min(1.0)[..., None]  # (B, K, 2)
+    speed = v.norm(dim=-1, keepdim=True)
+    direction = torch.where(speed > 1e-3, v / speed.clamp_min(1e-6), torch.zeros_like(v))  # (B, K, 2); 0 = still
+    cent, seen = mask_centroids(driver[:, :, 0].float())  # (B, Tv, 2), (B, Tv)
+    for t in range(1, cent.shape[1]):  # out of view: keep the last seen position
+        cent[:, t] = torch.where(seen[:, t, None], cent[:, t], cent[:, t - 1])
+    progress = torch.where(seen[:, :1, None], cent[:, 1:] - cent[:, :1], torch.zeros_like(cent[:, 1:]))  # (B, F, 2)
+    along = torch.einsum("bfc,bkc->bfk", progress, direction)  # (B, F, K)
+    return along[..., None] * direction[:, None]
+
+
+def pushed_layout(first_slots: torch.Tensor, velocity0: torch.Tensor, driver: torch.Tensor) -> torch.Tensor:
+    """The ``push_prior`` condition: ``(B, Tv - 1, K, H, W)`` first-frame masks carried by
+    :func:`pushed_displacement` (same arguments)."""
+    return carry_slots(first_slots, pushed_displacement(first_slots, velocity0, driver))
 
 
 def slot_masks(instance_mask: torch.Tensor, max_objects: int) -> torch.Tensor:
@@ -395,7 +427,7 @@ class LatentVideoModel:
             driver: ``(B, Tv, 1, H, W)`` pusher footprint in {0, 1} or None.
 
         Order: z0, slots, [frame-0 velocity mask, frame t's velocity mask], [driver],
-        [constant-velocity layout (``velocity_prior``)] - new parts go last, so a model grown from an
+        [pushed layout (``push_prior``)] - new parts go last, so a model grown from an
         older one (``--init-from``) keeps its input weights in place.
         """
         cfg = self.config
@@ -414,9 +446,8 @@ class LatentVideoModel:
                 raise ValueError(f"driver must be (B, {cfg.video_frames}, 1, {cfg.height}, {cfg.width}) for conditioning="
                                  f"{cfg.conditioning!r}, got {None if driver is None else tuple(driver.shape)}")
             parts.append(pool_to_latent(driver.float(), d)[:, 1:].transpose(1, 2) * 2 - 1)
-        if cfg.velocity_prior:
-            offsets = [cfg.video_frame_stride * j for j in range(1, cfg.video_frames)]
-            prior = constant_velocity_slots(first_slots.float(), velocity[:, 0], cfg.v_max, offsets)  # (B, F, K, H, W)
+        if cfg.push_prior:
+            prior = pushed_layout(first_slots.float(), velocity[:, 0], driver.float())  # (B, F, K, H, W)
             parts.append(pool_to_latent(prior, d).transpose(1, 2) * 2 - 1)
         return torch.cat(parts, 1)
 
@@ -873,7 +904,7 @@ def grow_denoiser_from(den: LatentVideoDenoiser, init_dir: str | Path) -> Latent
     """Fine-tuning start: a denoiser like ``den`` with the weights of ``init_dir`` (a checkpoint or run
     directory holding ``latent_video/``, or that folder itself).
 
-    The two may differ only in appended condition channels (e.g. ``velocity_prior`` added): the input
+    The two may differ only in appended condition channels (e.g. ``push_prior`` added): the input
     layer grows with zero weights, so the grown model's predictions equal the old one's at step 0.
     The latent statistics come from the old model (they define what its outputs mean).
     """
@@ -1035,8 +1066,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ae-channels", type=int, nargs="+", default=list(m.ae_channels))
     p.add_argument("--denoiser-channels", type=int, nargs="+", default=list(m.denoiser_channels))
     p.add_argument("--v-max", type=float, default=m.v_max)
-    p.add_argument("--velocity-prior", action=argparse.BooleanOptionalAction, default=True,
-                   help="condition on the first-frame masks carried at their first-frame velocity (LatentVideoConfig.velocity_prior)")
+    p.add_argument("--push-prior", action=argparse.BooleanOptionalAction, default=True,
+                   help="condition on the pushed layout: moving objects carried by the pusher's progress (LatentVideoConfig.push_prior)")
     p.add_argument("--stage2-final-fraction", type=float, default=d.stage2_final_fraction,
                    help="last fraction of stage 2 trained with the first frame's velocity mask only")
     p.add_argument("--init-from", default="", help="fine-tune: start the denoiser from this checkpoint or run directory "
@@ -1057,7 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
                                stage2_final_fraction=a.stage2_final_fraction, init_from=a.init_from)
         cfg = replace(m, height=a.size, width=a.size, num_frames=a.num_frames, max_objects=a.max_objects,
                       latent_channels=a.latent_channels, ae_channels=tuple(a.ae_channels),
-                      denoiser_channels=tuple(a.denoiser_channels), v_max=a.v_max, velocity_prior=a.velocity_prior)
+                      denoiser_channels=tuple(a.denoiser_channels), v_max=a.v_max, push_prior=a.push_prior)
         out = train_latent(tc, cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"kinemask-train-latent: error: {e}", file=sys.stderr)
