@@ -10,8 +10,9 @@ KineMask generates videos in a VAE latent (CogVideoX). Here the same recipe, siz
   latent video. It denoises the *residual* of the future frames' latents from the first frame's
   latent (most of the table does not move), conditioned by concatenation on the first frame's
   latent, its object masks, the KineMask velocity mask (frame 0 broadcast to every frame, plus
-  frame ``t``'s own mask where training keeps it) and the InterDyn driver mask, all pooled to
-  latent resolution.
+  frame ``t``'s own mask where training keeps it), the InterDyn driver mask and the pushed layout
+  (``push_prior``: the objects moving in frame 0 carried by the pusher's progress,
+  :func:`pushed_layout`), all pooled to latent resolution.
 * :class:`LatentVideoModel` - the two together with the latent statistics, encode / decode /
   sample with shape and range checks, ``save_pretrained`` / ``from_pretrained`` (``vae/`` +
   ``latent_video/`` subfolders of a checkpoint).
