@@ -6,8 +6,8 @@
 Held-out episodes (seeds >= 10,000,000) rendered at 64x64, half with collisions. Rows, all from the
 same episodes: copy-first-frame; two drafts without a model - constant velocity (each object's
 first-frame pixels moved at its first-frame velocity) and the pushed layout the ``push_prior``
-condition holds (objects moving in frame 0 carried by the pusher's progress, nobody hit); the autoencoder's reconstruction of the true video (the ceiling
-of every latent row); the track draft (raster track model on the 2x down-sampled inputs, objects
+condition holds (objects moving in frame 0 carried by the pusher's progress, nobody hit); the
+autoencoder's reconstruction of the true video (the ceiling of every latent row); the track draft (raster track model on the 2x down-sampled inputs, objects
 moved along its tracks, no diffusion); refine (draft encoded, denoised from noise 0.3 with the
 velocity mask rebuilt from the draft); and KineMask generate (velocity mask on frame 0 only, from
 noise) after stage 1+2 and after stage 1 only. Per row: PSNR / SSIM (frames 1..), mask IoU of
@@ -146,7 +146,7 @@ def layout_rows(d: dict, idx: np.ndarray, cfg, s: int, mm_per_px: float, rows: d
     """Two baselines without a model, composed like the track draft (nobody is hit in either):
     every object's first-frame pixels moved at its first-frame velocity (``CONST_VEL``), and the
     layout of :func:`~kinemask_ros.world_model.latent.pushed_displacement` (``PUSHED``)."""
-    from kinemask_ros.world_model.draft import draft_video
+    from kinemask_ros.world_model.draft import draft_video, first_frame_velocity_mask, split_draft
     from kinemask_ros.world_model.latent import pushed_displacement
 
     K, T, Tv = cfg.max_objects, cfg.num_frames, cfg.video_frames
@@ -155,13 +155,13 @@ def layout_rows(d: dict, idx: np.ndarray, cfg, s: int, mm_per_px: float, rows: d
         inp = inputs(d, idx[b : b + 16], K, T)
         slots = slot_masks(inp["instance_mask"], K)
         t = torch.arange(Tv, dtype=torch.float32) * s
-        v0 = torch.einsum("bkhw,bkc->bchw", slots, (inp["velocities"] / cfg.v_max).clamp(-1, 1))  # as the pipeline builds it
+        v0 = first_frame_velocity_mask(slots, inp["velocities"], cfg.v_max)  # as the pipeline builds it
         pushed = pushed_displacement(slots, v0, inp["driver"][:, ::s]).transpose(1, 2)  # (B, K, F, 2)
         for label, disp in ((CONST_VEL, inp["velocities"][:, :, None] * t[None, None, :, None]),
                             (PUSHED, torch.cat([torch.zeros_like(pushed[:, :, :1]), pushed], 2))):
-            draft = draft_video(inp["image"] * 2 - 1, slots, disp)
-            out[label][0].append(((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2).numpy())
-            out[label][1].append((draft[:, 3:] > 0).transpose(1, 2).numpy())
+            rgb, masks = split_draft(draft_video(inp["image"] * 2 - 1, slots, disp))
+            out[label][0].append(rgb.numpy())
+            out[label][1].append(masks.numpy())
     for label, (frs, mks) in out.items():
         frs, mks = np.concatenate(frs), np.concatenate(mks)
         rows[label] = score(d, idx, frs, mks, s, mm_per_px)

@@ -42,6 +42,7 @@ from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBloc
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
+from kinemask_ros.world_model.draft import first_frame_velocity_mask
 from kinemask_ros.world_model.pipeline import RolloutOutput
 
 KINEMASK_CONFIG_NAME = "kinemask_config.json"
@@ -386,8 +387,7 @@ class KineMaskCogVideoXPipeline:
         ids = torch.arange(1, c.max_objects + 1, device=instance_mask.device).view(1, -1, 1, 1)
         slots = (instance_mask[:, None] == ids).float()
         v = torch.zeros(instance_mask.shape[0], c.num_frames, 3, c.height, c.width, device=instance_mask.device)
-        v[:, 0, :2] = torch.einsum("bkhw,bkc->bchw", slots, (velocities.float() / c.v_max).clamp(-1, 1))
-        v[:, 0, 2] = slots.amax(1)
+        v[:, 0] = first_frame_velocity_mask(slots, velocities, c.v_max)
         return v, slots
 
     def control_latents(self, vmask: torch.Tensor, driver: torch.Tensor | None) -> torch.Tensor:

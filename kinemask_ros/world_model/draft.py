@@ -60,6 +60,34 @@ def draft_video(image: torch.Tensor, slot_masks: torch.Tensor, displacement: tor
     return out
 
 
+def mask_centroids(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``masks (..., H, W)`` in {0, 1} -> centroids ``(..., 2)`` [px, (u, v), pixel centres at +0.5]
+    and a bool ``(...)`` "mask not empty" (empty masks give centroid 0)."""
+    H, W = masks.shape[-2:]
+    vv, uu = torch.meshgrid(torch.arange(H, device=masks.device) + 0.5, torch.arange(W, device=masks.device) + 0.5, indexing="ij")
+    area = masks.sum((-1, -2))
+    cent = torch.stack([(masks * uu).sum((-1, -2)), (masks * vv).sum((-1, -2))], -1) / area.clamp_min(1)[..., None]
+    return cent, area > 0
+
+
+def first_frame_velocity_mask(slot_masks: torch.Tensor, velocities: torch.Tensor | None, v_max: float) -> torch.Tensor:
+    """KineMask's frame-0 velocity mask ``(B, 3, H, W)`` from slot masks ``(B, K, H, W)`` in {0, 1}
+    and per-slot velocities ``(B, K, 2)`` [px/frame] (None = nothing moves): ch0/1 = velocity / v_max
+    clipped to [-1, 1] inside each object, ch2 = 1 on every object."""
+    B, _, H, W = slot_masks.shape
+    v0 = torch.zeros(B, 3, H, W, device=slot_masks.device)
+    if velocities is not None:
+        v0[:, :2] = torch.einsum("bkhw,bkc->bchw", slot_masks, (velocities.float() / v_max).clamp(-1, 1))
+    v0[:, 2] = slot_masks.amax(1)
+    return v0
+
+
+def split_draft(draft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :func:`draft_video` ``(B, 3 + K, Tv, H, W)`` -> frames ``(B, Tv, 3, H, W)`` in [0, 1] and bool
+    object masks ``(B, Tv, K, H, W)``."""
+    return ((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2), (draft[:, 3:] > 0).transpose(1, 2)
+
+
 def velocity_mask_from_draft(draft_masks: torch.Tensor, velocities: torch.Tensor, v_max: float) -> torch.Tensor:
     """Full-sequence velocity mask ``(B, Tv, 3, H, W)`` from draft masks ``(B, K, Tv, H, W)`` in {0, 1}
     and per-frame object velocities ``(B, K, Tv, 2)`` [px/frame]."""

@@ -47,6 +47,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from kinemask_ros.world_model.config import CONDITIONING_MODES, VideoClipFields
+from kinemask_ros.world_model.draft import draft_video, first_frame_velocity_mask, mask_centroids, split_draft, velocity_mask_from_draft
 from kinemask_ros.world_model.networks import add_unet_layers, flow_match_sample, timestep_embedding, unet_forward
 
 LATENT_VIDEO_MODES = ("generate", "refine", "draft")
@@ -234,17 +235,6 @@ def carry_slots(first_slots: torch.Tensor, displacement: torch.Tensor) -> torch.
     src = first_slots[:, None].expand(-1, Fr, -1, -1, -1).reshape(-1, 1, H, W)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.view(B, Fr, K, H, W)
-
-
-def mask_centroids(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``masks (..., H, W)`` -> centroids ``(..., 2)`` [px, (u, v)] and a bool ``(...)`` "mask not empty"."""
-    H, W = masks.shape[-2:]
-    ys = torch.arange(H, device=masks.device, dtype=masks.dtype)
-    xs = torch.arange(W, device=masks.device, dtype=masks.dtype)
-    area = masks.sum((-2, -1))
-    u = (masks.sum(-2) * xs).sum(-1) / area.clamp_min(1e-6)
-    v = (masks.sum(-1) * ys).sum(-1) / area.clamp_min(1e-6)
-    return torch.stack([u, v], -1), area > 0.5
 
 
 def pushed_displacement(first_slots: torch.Tensor, velocity0: torch.Tensor, driver: torch.Tensor) -> torch.Tensor:
@@ -586,8 +576,6 @@ class LatentVideoPipeline:
             track_samples, track_steps: track-model sampling for ``draft``/``refine``.
             generator: ``torch.Generator`` for determinism.
         """
-        from kinemask_ros.world_model.draft import draft_video, velocity_mask_from_draft
-
         m, cfg = self.model, self.config
         dev = m.device
         # 1. check inputs
@@ -598,10 +586,7 @@ class LatentVideoPipeline:
         B, K, Tv, s = image.shape[0], cfg.max_objects, cfg.video_frames, cfg.video_frame_stride
         # 2. first-frame conditions
         slots = slot_masks(instance_mask, K)  # (B, K, H, W)
-        v0 = torch.zeros(B, 3, cfg.height, cfg.width, device=dev)
-        if velocities is not None:
-            v0[:, :2] = torch.einsum("bkhw,bkc->bchw", slots, (velocities / cfg.v_max).clamp(-1, 1))
-        v0[:, 2] = slots.amax(1)
+        v0 = first_frame_velocity_mask(slots, velocities, cfg.v_max)  # (B, 3, H, W)
         drv = driver[:, ::s] if cfg.uses_driver else None
         z0 = m.encode(image, slots)
         tracks = None
@@ -616,8 +601,7 @@ class LatentVideoPipeline:
             tracks = self._tracks(image, instance_mask, velocities, driver, track_samples, track_steps, generator)
             disp = (tracks - tracks[:, :, :1])[:, :, ::s]
             draft = draft_video(image * 2 - 1, slots, disp)  # (B, 3+K, Tv, H, W) in [-1, 1]
-            d_rgb = ((draft[:, :3] + 1) / 2).clamp(0, 1).transpose(1, 2)  # (B, Tv, 3, H, W)
-            d_masks = (draft[:, 3:] > 0).transpose(1, 2)  # (B, Tv, K, H, W)
+            d_rgb, d_masks = split_draft(draft)  # (B, Tv, 3, H, W), (B, Tv, K, H, W)
             if video_mode == "draft":
                 rgb, masks = d_rgb, d_masks
             else:

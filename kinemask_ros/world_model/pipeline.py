@@ -19,7 +19,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from kinemask_ros.world_model.config import WorldModelConfig
-from kinemask_ros.world_model.draft import draft_video, velocity_mask_from_draft
+from kinemask_ros.world_model.draft import draft_video, first_frame_velocity_mask, mask_centroids, velocity_mask_from_draft
 from kinemask_ros.world_model.networks import TrackDenoiser, VideoDenoiser, flow_match_sample, video_condition
 
 VIDEO_MODES = ("refine", "draft", "generate")
@@ -190,16 +190,9 @@ class KineMaskPipeline:
         K = cfg.max_objects
         ids = torch.arange(1, K + 1, device=instance_mask.device).view(1, K, 1, 1)
         slots = (instance_mask[:, None] == ids).float()
-        v0 = torch.zeros(image.shape[0], 3, cfg.height, cfg.width, device=image.device)
-        if velocities is not None:
-            v = (velocities / cfg.v_max).clamp(-1, 1)
-            v0[:, :2] = torch.einsum("bkhw,bkc->bchw", slots, v)
-        v0[:, 2] = slots.amax(1)
-        vv, uu = torch.meshgrid(torch.arange(cfg.height, device=image.device) + 0.5,
-                                torch.arange(cfg.width, device=image.device) + 0.5, indexing="ij")
-        area = slots.sum((-1, -2))
-        cent = torch.stack([(slots * uu).sum((-1, -2)), (slots * vv).sum((-1, -2))], -1) / area.clamp_min(1)[..., None]
-        return slots, v0, cent, area > 0
+        v0 = first_frame_velocity_mask(slots, velocities, cfg.v_max)
+        cent, present = mask_centroids(slots)
+        return slots, v0, cent, present
 
     def _sample(self, fn, shape: tuple, num_inference_steps: int, generator, start: torch.Tensor | None = None,
                 strength: float = 1.0) -> torch.Tensor:
